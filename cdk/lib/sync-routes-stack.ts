@@ -1,0 +1,106 @@
+import { CfnOutput, CfnParameter, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import { Construct } from 'constructs';
+import { syncRoutesCode } from './lambda-code';
+import { SyncRoutes, SyncTargetKind } from './sync-routes';
+
+/** Path of the sample event used in the `InvokeCommand` output, relative to the repository root. */
+export const SAMPLE_EVENT = 'events/manual-dry-run.json';
+
+/**
+ * The deployable stack. It only turns context values (`cdk deploy -c name=value`) and one
+ * stack parameter into {@link SyncRoutes} props; every resource is in the construct.
+ *
+ * Context values (all optional):
+ * - `alertEmail`: e-mail subscribed to the alerts (else the `alertEmail` stack parameter, empty by default)
+ * - `createTrail`: `true` to create a CloudTrail trail (for accounts without one)
+ * - `vpcIds`: comma-separated VPC IDs the function may write routes in
+ * - `syncTargetKinds`: comma-separated route target kinds to copy
+ * - `architecture`: `x86_64` (default) or `arm64`
+ * - `lambdaAsset`: directory holding a prebuilt `bootstrap` (nothing is built then)
+ */
+export class SyncRoutesStack extends Stack {
+  public readonly syncRoutes: SyncRoutes;
+
+  constructor(scope: Construct, id: string, props: StackProps = {}) {
+    super(scope, id, {
+      description: 'sync-routes: copies routes written to a VPC main route table to its custom route tables',
+      ...props,
+    });
+
+    const architecture = parseArchitecture(this.node.tryGetContext('architecture'));
+    const lambdaAsset: string | undefined = this.node.tryGetContext('lambdaAsset');
+
+    // A context value wins; otherwise the e-mail can be given at deploy time as a parameter
+    // (`--parameters alertEmail=...`), and an empty value means "no subscription".
+    let alertEmail: string | undefined = this.node.tryGetContext('alertEmail') || undefined;
+    if (alertEmail === undefined) {
+      alertEmail = new CfnParameter(this, 'alertEmail', {
+        type: 'String',
+        default: '',
+        description: 'E-mail address for sync-routes alerts (empty: no subscription). Confirm the e-mail SNS sends.',
+        allowedPattern: '^$|^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$',
+        constraintDescription: 'must be empty or an e-mail address',
+      }).valueAsString;
+    }
+
+    this.syncRoutes = new SyncRoutes(this, 'SyncRoutes', {
+      code: syncRoutesCode({ assetDir: lambdaAsset, architecture }),
+      architecture,
+      alertEmail,
+      createTrail: parseBoolean(this.node.tryGetContext('createTrail'), 'createTrail'),
+      vpcIds: parseList(this.node.tryGetContext('vpcIds')),
+      syncTargetKinds: parseList(this.node.tryGetContext('syncTargetKinds')) as SyncTargetKind[] | undefined,
+    });
+    Tags.of(this).add('project', 'sync-routes');
+
+    const fn = this.syncRoutes.function;
+    new CfnOutput(this, 'FunctionName', { value: fn.functionName, description: 'The sync-routes Lambda function' });
+    new CfnOutput(this, 'TopicArn', { value: this.syncRoutes.topic.topicArn, description: 'SNS topic of notices and alarms' });
+    new CfnOutput(this, 'RuleName', { value: this.syncRoutes.rule.ruleName, description: 'EventBridge rule that triggers the function' });
+    new CfnOutput(this, 'FailedInvocationsQueueUrl', {
+      value: this.syncRoutes.failedInvocationsQueue.queueUrl,
+      description: 'Events whose invocation failed after all retries',
+    });
+    new CfnOutput(this, 'RuleDeadLetterQueueUrl', {
+      value: this.syncRoutes.ruleDeadLetterQueue.queueUrl,
+      description: 'Events EventBridge could not deliver to the function',
+    });
+    new CfnOutput(this, 'InvokeCommand', {
+      description: 'Run from the repository root: a dry-run manual sync with the sample event',
+      value: `aws lambda invoke --region ${this.region} --function-name ${fn.functionName} ` +
+        `--cli-binary-format raw-in-base64-out --payload fileb://${SAMPLE_EVENT} response.json`,
+    });
+  }
+}
+
+function parseArchitecture(value: unknown): lambda.Architecture {
+  switch (value ?? 'x86_64') {
+    case 'x86_64':
+      return lambda.Architecture.X86_64;
+    case 'arm64':
+      return lambda.Architecture.ARM_64;
+    default:
+      throw new Error(`architecture must be x86_64 or arm64, not '${value}'`);
+  }
+}
+
+/** Context values given with -c are strings; cdk.json values may be real booleans. */
+function parseBoolean(value: unknown, name: string): boolean {
+  if (value === undefined || value === false || value === 'false' || value === '') {
+    return false;
+  }
+  if (value === true || value === 'true') {
+    return true;
+  }
+  throw new Error(`${name} must be true or false, not '${value}'`);
+}
+
+/** `a,b` (from -c) or `["a","b"]` (from cdk.json) to a list; empty means not given. */
+function parseList(value: unknown): string[] | undefined {
+  if (value === undefined || value === '') {
+    return undefined;
+  }
+  const list = (Array.isArray(value) ? value : String(value).split(',')).map((v) => String(v).trim()).filter(Boolean);
+  return list.length ? list : undefined;
+}

@@ -1,0 +1,468 @@
+import { ArnFormat, Aws, CfnCondition, CfnElement, CfnResource, Duration, Fn, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import * as cloudtrail from 'aws-cdk-lib/aws-cloudtrail';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as events from 'aws-cdk-lib/aws-events';
+import * as targets from 'aws-cdk-lib/aws-events-targets';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import * as sns from 'aws-cdk-lib/aws-sns';
+import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
+import * as sqs from 'aws-cdk-lib/aws-sqs';
+import { Construct } from 'constructs';
+import { syncRoutesCode } from './lambda-code';
+
+/** Route target kinds the function knows (`SYNC_TARGET_KINDS`). */
+export const SYNC_TARGET_KINDS = [
+  'network-interface',
+  'transit-gateway',
+  'nat-gateway',
+  'vpc-peering-connection',
+  'gateway',
+] as const;
+export type SyncTargetKind = (typeof SYNC_TARGET_KINDS)[number];
+
+/** The EC2 API calls whose successful CloudTrail records trigger the function. */
+export const TRIGGER_EVENT_NAMES = ['CreateRoute', 'ReplaceRoute'];
+
+/** Options of {@link SyncRoutes}. Every one has a default: `new SyncRoutes(this, 'SyncRoutes')` is a full deployment. */
+export interface SyncRoutesProps {
+  /**
+   * The function's code: a directory holding the `bootstrap` executable.
+   *
+   * @default - `<repo>/target/lambda/sync-routes`, built with `cargo lambda build --release` when missing or stale (see `syncRoutesCode`)
+   */
+  readonly code?: lambda.Code;
+
+  /**
+   * CPU architecture of the function; the code must be built for it (`cargo lambda build --release --arm64`).
+   *
+   * @default lambda.Architecture.X86_64
+   */
+  readonly architecture?: lambda.Architecture;
+
+  /**
+   * Memory of the function in MB. The function is I/O bound; 128 MB is plenty.
+   *
+   * @default 128
+   */
+  readonly memorySize?: number;
+
+  /**
+   * Function timeout. The function retries throttled route writes until about 2 s before its
+   * deadline, so this bounds the back-off, not the normal run time (well under a second).
+   *
+   * @default Duration.seconds(60)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * Retention of the function's log group.
+   *
+   * @default logs.RetentionDays.THREE_MONTHS
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * Level of the function's JSON logs; Lambda passes it as `AWS_LAMBDA_LOG_LEVEL`.
+   *
+   * @default lambda.ApplicationLogLevel.INFO
+   */
+  readonly logLevel?: lambda.ApplicationLogLevel;
+
+  /**
+   * Route target kinds to copy from the main route table (`SYNC_TARGET_KINDS`).
+   *
+   * @default - not set: the function's own default, `network-interface` only
+   */
+  readonly syncTargetKinds?: SyncTargetKind[];
+
+  /**
+   * E-mail address subscribed to the alert topic. May be a token (a stack parameter):
+   * then the subscription is only created when the value is not empty.
+   *
+   * @default - no subscription; subscribe to the topic yourself
+   */
+  readonly alertEmail?: string;
+
+  /**
+   * Create a CloudTrail trail (multi-region, write management events, into a new encrypted
+   * S3 bucket). EventBridge only receives `AWS API Call via CloudTrail` events when some trail
+   * logs management events, so enable this only for accounts without one: a second trail
+   * copy of management events is billed.
+   *
+   * @default false
+   */
+  readonly createTrail?: boolean;
+
+  /**
+   * Restrict `ec2:CreateRoute` / `ec2:ReplaceRoute` to route tables of these VPCs
+   * (IDs such as `vpc-0123456789abcdef0`, of this account and region).
+   *
+   * @default - every VPC of this account and region
+   */
+  readonly vpcIds?: string[];
+
+  /**
+   * How long EventBridge and Lambda's asynchronous invocation keep retrying an event
+   * before it is parked in a queue.
+   *
+   * @default Duration.hours(6)
+   */
+  readonly maxEventAge?: Duration;
+
+  /**
+   * Retries of an asynchronous invocation that returned an error (0-2).
+   *
+   * @default 2
+   */
+  readonly retryAttempts?: number;
+}
+
+/**
+ * The sync-routes deployment: the Rust function, the EventBridge rule on successful
+ * `CreateRoute`/`ReplaceRoute` CloudTrail records, an encrypted alert topic with alarms,
+ * queues that keep events that still fail, and optionally the CloudTrail trail.
+ */
+export class SyncRoutes extends Construct {
+  public readonly function: lambda.Function;
+  public readonly role: iam.Role;
+  public readonly rule: events.Rule;
+  public readonly topic: sns.Topic;
+  public readonly topicKey: kms.Key;
+  /** Asynchronous invocations that failed every retry (Lambda on-failure destination). */
+  public readonly failedInvocationsQueue: sqs.Queue;
+  /** Events EventBridge could not deliver to the function (rule target dead-letter queue). */
+  public readonly ruleDeadLetterQueue: sqs.Queue;
+  public readonly alarms: cloudwatch.Alarm[];
+  public readonly trail?: cloudtrail.Trail;
+
+  constructor(scope: Construct, id: string, props: SyncRoutesProps = {}) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const architecture = props.architecture ?? lambda.Architecture.X86_64;
+    const maxEventAge = props.maxEventAge ?? Duration.hours(6);
+    validateProps(props);
+
+    // --- Alerts: an SNS topic encrypted with a customer managed key -----------------------
+    // A customer managed key (not alias/aws/sns) because CloudWatch alarms can only publish
+    // to an encrypted topic whose key policy lets cloudwatch.amazonaws.com use the key.
+    this.topicKey = new kms.Key(this, 'TopicKey', {
+      description: 'Encrypts the sync-routes alert topic',
+      enableKeyRotation: true,
+      removalPolicy: RemovalPolicy.DESTROY,
+      policy: topicKeyPolicy(),
+    });
+    this.topic = new sns.Topic(this, 'Topic', {
+      displayName: 'sync-routes alerts',
+      masterKey: this.topicKey,
+      enforceSSL: true,
+    });
+    // enforceSSL gives the topic a policy, which replaces SNS's default one; alarms of this
+    // account must then be allowed explicitly.
+    this.topic.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'AllowCloudWatchAlarmsOfThisAccount',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+        conditions: {
+          ArnLike: { 'aws:SourceArn': stack.formatArn({ service: 'cloudwatch', resource: 'alarm', resourceName: '*', arnFormat: ArnFormat.COLON_RESOURCE_NAME }) },
+          StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID },
+        },
+      }),
+    );
+    this.subscribeEmail(props.alertEmail);
+
+    // --- Queues that keep events that still fail ------------------------------------------
+    this.failedInvocationsQueue = failureQueue(this, 'FailedInvocationsQueue');
+    this.ruleDeadLetterQueue = failureQueue(this, 'RuleDeadLetterQueue');
+
+    // --- The function -------------------------------------------------------------------
+    const logGroup = new logs.LogGroup(this, 'LogGroup', {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    // An explicit role, so that CDK adds no AWSLambdaBasicExecutionRole managed policy
+    // (it allows logs:CreateLogGroup on every group) and every statement is visible here.
+    this.role = new iam.Role(this, 'Role', {
+      assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+      description: 'sync-routes function: read route tables, write routes to custom route tables, publish alerts',
+    });
+    this.grantFunctionPermissions(logGroup, props.vpcIds);
+
+    const environment: Record<string, string> = { SNS_TOPIC_ARN: this.topic.topicArn };
+    if (props.syncTargetKinds) {
+      environment.SYNC_TARGET_KINDS = props.syncTargetKinds.join(',');
+    }
+    this.function = new lambda.Function(this, 'Function', {
+      description: 'Copies routes written to a VPC main route table to its custom route tables',
+      runtime: lambda.Runtime.PROVIDED_AL2023,
+      handler: 'bootstrap',
+      code: props.code ?? syncRoutesCode({ architecture }),
+      architecture,
+      memorySize: props.memorySize ?? 128,
+      timeout: props.timeout ?? Duration.seconds(60),
+      role: this.role,
+      logGroup,
+      loggingFormat: lambda.LoggingFormat.JSON,
+      applicationLogLevelV2: props.logLevel ?? lambda.ApplicationLogLevel.INFO,
+      systemLogLevelV2: lambda.SystemLogLevel.WARN,
+      environment,
+      // Asynchronous invocation (how EventBridge calls it): an error (a failed route write)
+      // is retried, and an event that still fails lands in the queue instead of being lost.
+      onFailure: new destinations.SqsDestination(this.failedInvocationsQueue),
+      maxEventAge,
+      retryAttempts: props.retryAttempts ?? 2,
+    });
+
+    // CDK makes the function depend on the role and its policy; the role is already implied by
+    // the Fn::GetAtt of its ARN, and cfn-lint flags the duplicate (W3005). Keep only the policy.
+    const defaultPolicy = this.role.node.tryFindChild('DefaultPolicy')?.node.defaultChild as CfnResource;
+    (this.function.node.defaultChild as CfnResource).addOverride('DependsOn', [stack.getLogicalId(defaultPolicy as CfnElement)]);
+
+    // --- The trigger ----------------------------------------------------------------------
+    this.rule = new events.Rule(this, 'Rule', {
+      description: 'Successful EC2 CreateRoute/ReplaceRoute calls (CloudTrail), except the sync-routes function\'s own',
+      eventPattern: {
+        source: ['aws.ec2'],
+        detailType: ['AWS API Call via CloudTrail'],
+        detail: triggerDetailPattern(this.role),
+      },
+      targets: [
+        new targets.LambdaFunction(this.function, {
+          // Retries cover a throttled or failed Invoke call; what is left goes to the DLQ.
+          retryAttempts: 8,
+          maxEventAge,
+          deadLetterQueue: this.ruleDeadLetterQueue,
+        }),
+      ],
+    });
+
+    // --- Alarms -------------------------------------------------------------------------
+    const alarmAction = new cwActions.SnsAction(this.topic);
+    this.alarms = [
+      new cloudwatch.Alarm(this, 'ErrorsAlarm', {
+        alarmDescription: 'sync-routes returned an error (a route write failed or the event was invalid); see its logs',
+        metric: this.function.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+        threshold: 1,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
+      queueAlarm(this, 'FailedInvocationsAlarm', this.failedInvocationsQueue,
+        'A sync-routes invocation failed after all retries; the event is kept in the failed-invocations queue'),
+      queueAlarm(this, 'RuleDeadLetterAlarm', this.ruleDeadLetterQueue,
+        'EventBridge could not deliver a route change to sync-routes; the event is kept in the dead-letter queue'),
+    ];
+    this.alarms.forEach((alarm) => alarm.addAlarmAction(alarmAction));
+
+    // --- CloudTrail, for accounts without a trail ----------------------------------------
+    if (props.createTrail) {
+      this.trail = this.createTrail();
+    }
+  }
+
+  private subscribeEmail(alertEmail: string | undefined): void {
+    if (alertEmail === undefined) {
+      return;
+    }
+    const subscription = this.topic.addSubscription(new subscriptions.EmailSubscription(alertEmail));
+    if (Token.isUnresolved(alertEmail)) {
+      // A stack parameter: subscribe only when it was given (an empty default means "none").
+      const given = new CfnCondition(this, 'AlertEmailGiven', {
+        expression: Fn.conditionNot(Fn.conditionEquals(alertEmail, '')),
+      });
+      (subscription.node.defaultChild as sns.CfnSubscription).cfnOptions.condition = given;
+    }
+  }
+
+  private grantFunctionPermissions(logGroup: logs.LogGroup, vpcIds: string[] | undefined): void {
+    const stack = Stack.of(this);
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteOwnLogs',
+        actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+        resources: [logGroup.logGroupArn],
+      }),
+    );
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ReadRouteTables',
+        // Describe* calls support no resource-level permissions.
+        actions: ['ec2:DescribeRouteTables'],
+        resources: ['*'],
+      }),
+    );
+    const routeTables = stack.formatArn({ service: 'ec2', resource: 'route-table', resourceName: '*' });
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'WriteRoutes',
+        actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute'],
+        resources: [routeTables],
+        conditions: vpcIds?.length
+          ? { ArnEquals: { 'ec2:Vpc': vpcIds.map((vpc) => stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: vpc })) } }
+          : undefined,
+      }),
+    );
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'PublishAlerts',
+        actions: ['sns:Publish'],
+        resources: [this.topic.topicArn],
+      }),
+    );
+    // Publishing to an encrypted topic needs the key. Not topic.grantPublish(): it grants
+    // kms:GenerateDataKey*, and this stack has no wildcard action anywhere.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'EncryptAlerts',
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: [this.topicKey.keyArn],
+      }),
+    );
+
+    const ack = Validations.of(this.role);
+    ack.acknowledge({
+      id: 'AwsSolutions-IAM5[Resource::*]',
+      reason: 'ec2:DescribeRouteTables supports no resource-level permissions; it is the only action on "*".',
+    });
+    ack.acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:route-table/*]`,
+      reason:
+        'Route tables are created at any time and cannot be listed in advance; the resource is limited to route tables ' +
+        'of this account and region, and the vpcIds option narrows it to given VPCs with the ec2:Vpc condition key.',
+    });
+  }
+
+  private createTrail(): cloudtrail.Trail {
+    const bucket = new s3.Bucket(this, 'TrailBucket', {
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      enforceSSL: true,
+      versioned: true,
+      // Audit logs outlive the stack: `cdk destroy` leaves the bucket.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    Validations.of(bucket).acknowledge({
+      id: 'AwsSolutions-S1',
+      reason:
+        'The bucket only receives CloudTrail log files written by the CloudTrail service; server access logs would need ' +
+        'another bucket (itself unlogged) for no gain on this single-writer bucket.',
+    });
+    return new cloudtrail.Trail(this, 'Trail', {
+      bucket,
+      isMultiRegionTrail: true,
+      includeGlobalServiceEvents: true,
+      enableFileValidation: true,
+      // The rule needs write calls only; read calls are most of the volume.
+      managementEvents: cloudtrail.ReadWriteType.WRITE_ONLY,
+    });
+  }
+}
+
+/**
+ * The `detail` part of the rule's event pattern.
+ *
+ * - `errorCode` must not exist: CloudTrail records failed calls too (with `errorCode`).
+ * - The function's own writes are excluded by the caller ARN: a Lambda function's calls
+ *   carry `userIdentity.arn` = `arn:<partition>:sts::<account>:assumed-role/<role name>/<session>`.
+ *   `anything-but` never matches an absent field, and calls made by another account (VMware
+ *   Cloud on AWS manages SDDC routes from its own account) may have no `userIdentity.arn`,
+ *   so `$or` also accepts events where the field does not exist.
+ */
+export function triggerDetailPattern(role: iam.IRole): Record<string, unknown> {
+  const ownSessions = `arn:${Aws.PARTITION}:sts::${Aws.ACCOUNT_ID}:assumed-role/${role.roleName}/`;
+  return {
+    eventSource: ['ec2.amazonaws.com'],
+    eventName: TRIGGER_EVENT_NAMES,
+    errorCode: [{ exists: false }],
+    $or: [
+      { userIdentity: { arn: [{ exists: false }] } },
+      { userIdentity: { arn: [{ 'anything-but': { prefix: ownSessions } }] } },
+    ],
+  };
+}
+
+/**
+ * Key policy of the topic key, written out instead of CDK's default (which grants the account
+ * `kms:*`): the account administers the key with explicit actions, and CloudWatch may use it
+ * to publish alarms to the topic. Principals of the account still need IAM permissions.
+ */
+function topicKeyPolicy(): iam.PolicyDocument {
+  return new iam.PolicyDocument({
+    statements: [
+      new iam.PolicyStatement({
+        sid: 'AccountAdministersAndUsesKey',
+        principals: [new iam.AccountRootPrincipal()],
+        actions: [
+          'kms:CancelKeyDeletion', 'kms:CreateAlias', 'kms:CreateGrant', 'kms:Decrypt', 'kms:DeleteAlias',
+          'kms:DescribeKey', 'kms:DisableKey', 'kms:DisableKeyRotation', 'kms:EnableKey', 'kms:EnableKeyRotation',
+          'kms:Encrypt', 'kms:GenerateDataKey', 'kms:GetKeyPolicy', 'kms:GetKeyRotationStatus', 'kms:ListAliases',
+          'kms:ListGrants', 'kms:ListKeyPolicies', 'kms:ListKeyRotations', 'kms:ListResourceTags', 'kms:PutKeyPolicy',
+          'kms:ReEncryptFrom', 'kms:ReEncryptTo', 'kms:RetireGrant', 'kms:RevokeGrant', 'kms:RotateKeyOnDemand',
+          'kms:ScheduleKeyDeletion', 'kms:TagResource', 'kms:UntagResource', 'kms:UpdateAlias', 'kms:UpdateKeyDescription',
+        ],
+        resources: ['*'],
+      }),
+      new iam.PolicyStatement({
+        sid: 'CloudWatchAlarmsPublishToTopic',
+        principals: [new iam.ServicePrincipal('cloudwatch.amazonaws.com')],
+        actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
+        resources: ['*'],
+      }),
+    ],
+  });
+}
+
+/** An encrypted, TLS-only queue that keeps failed events for the longest time SQS allows. */
+function failureQueue(scope: Construct, id: string): sqs.Queue {
+  const queue = new sqs.Queue(scope, id, {
+    // SSE-SQS: EventBridge cannot write to a queue encrypted with the AWS managed KMS key.
+    encryption: sqs.QueueEncryption.SQS_MANAGED,
+    enforceSSL: true,
+    retentionPeriod: Duration.days(14),
+  });
+  Validations.of(queue).acknowledge({
+    id: 'AwsSolutions-SQS3',
+    reason: 'This queue is itself the last stop for failed events (a dead-letter queue / on-failure destination).',
+  });
+  return queue;
+}
+
+function queueAlarm(scope: Construct, id: string, queue: sqs.Queue, description: string): cloudwatch.Alarm {
+  return new cloudwatch.Alarm(scope, id, {
+    alarmDescription: description,
+    metric: queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(5), statistic: cloudwatch.Stats.MAXIMUM }),
+    threshold: 1,
+    evaluationPeriods: 1,
+    comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+  });
+}
+
+function validateProps(props: SyncRoutesProps): void {
+  for (const vpc of props.vpcIds ?? []) {
+    if (!Token.isUnresolved(vpc) && !/^vpc-[0-9a-f]{8,17}$/.test(vpc)) {
+      throw new Error(`vpcIds: '${vpc}' is not a VPC ID (vpc-0123456789abcdef0)`);
+    }
+  }
+  for (const kind of props.syncTargetKinds ?? []) {
+    if (!(SYNC_TARGET_KINDS as readonly string[]).includes(kind)) {
+      throw new Error(`syncTargetKinds: unknown kind '${kind}'; known: ${SYNC_TARGET_KINDS.join(', ')}`);
+    }
+  }
+  const email = props.alertEmail;
+  if (email !== undefined && !Token.isUnresolved(email) && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) {
+    throw new Error(`alertEmail: '${email}' is not an e-mail address`);
+  }
+  const retries = props.retryAttempts;
+  if (retries !== undefined && (retries < 0 || retries > 2 || !Number.isInteger(retries))) {
+    throw new Error('retryAttempts must be 0, 1 or 2');
+  }
+}

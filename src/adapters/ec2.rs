@@ -1,0 +1,298 @@
+//! EC2: converts SDK types to the planner's at the boundary and back. Decides nothing;
+//! classifies errors so that `retry` and the sync engine can.
+
+use aws_sdk_ec2::config::http::HttpResponse;
+use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_ec2::types::{self as ec2, Filter};
+use aws_sdk_ec2::Client;
+use ipnet::IpNet;
+use tokio::time::Instant;
+
+use crate::adapters::retry::with_retries;
+use crate::domain::plan::{
+    Destination, Route, RouteOrigin, RouteState, RouteTable, Target, TargetKind,
+};
+use crate::domain::sync::{
+    AwsError, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode, WriteOutcome,
+};
+
+/// Sets the fields that CreateRoute and ReplaceRoute share (their builders are distinct
+/// types with the same setters): table, destination, next hop and dry-run flag.
+macro_rules! route_fields {
+    ($builder:expr, $write:expr) => {{
+        let write: &RouteWrite = $write;
+        let request = $builder
+            .route_table_id(&write.table_id)
+            .dry_run(write.dry_run);
+        let request = match write.destination {
+            IpNet::V4(_) => request.destination_cidr_block(write.destination.to_string()),
+            IpNet::V6(_) => request.destination_ipv6_cidr_block(write.destination.to_string()),
+        };
+        let id = write.target.id.clone();
+        match write.target.kind {
+            TargetKind::NetworkInterface => Ok(request.network_interface_id(id)),
+            TargetKind::TransitGateway => Ok(request.transit_gateway_id(id)),
+            TargetKind::NatGateway => Ok(request.nat_gateway_id(id)),
+            TargetKind::VpcPeeringConnection => Ok(request.vpc_peering_connection_id(id)),
+            TargetKind::Gateway => Ok(request.gateway_id(id)),
+            TargetKind::EgressOnlyInternetGateway => {
+                Ok(request.egress_only_internet_gateway_id(id))
+            }
+            TargetKind::CarrierGateway => Ok(request.carrier_gateway_id(id)),
+            TargetKind::LocalGateway => Ok(request.local_gateway_id(id)),
+            TargetKind::CoreNetwork => Ok(request.core_network_arn(id)),
+            TargetKind::Instance => Ok(request.instance_id(id)),
+            TargetKind::Local | TargetKind::Unknown => Err(WriteError::Aws(AwsError {
+                operation: "route write",
+                code: None,
+                message: format!(
+                    "a route to a {} next hop cannot be written",
+                    write.target.kind
+                ),
+                retry: RetryClass::Permanent,
+            })),
+        }
+    }};
+}
+
+pub struct Ec2RouteTables {
+    client: Client,
+}
+
+impl Ec2RouteTables {
+    /// `client` must have SDK retries disabled: `retry::with_retries` owns them.
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    /// One DescribeRouteTables request (following pages) with one filter.
+    async fn describe(
+        &self,
+        filter: &'static str,
+        value: &str,
+        deadline: Instant,
+    ) -> Result<Vec<RouteTable>, AwsError> {
+        let mut tables = Vec::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = with_retries("DescribeRouteTables", deadline, || async {
+                self.client
+                    .describe_route_tables()
+                    .filters(Filter::builder().name(filter).values(value).build())
+                    .set_next_token(next_token.clone())
+                    .send()
+                    .await
+                    .map_err(|e| aws_error("DescribeRouteTables", e))
+            })
+            .await?;
+            tables.extend(page.route_tables().iter().filter_map(route_table));
+            next_token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if next_token.is_none() {
+                return Ok(tables);
+            }
+        }
+    }
+}
+
+impl RouteTables for Ec2RouteTables {
+    async fn table(
+        &self,
+        table_id: &str,
+        deadline: Instant,
+    ) -> Result<Option<RouteTable>, AwsError> {
+        // A filter, not RouteTableIds: an unknown id is then an empty answer, not an error.
+        let tables = self.describe("route-table-id", table_id, deadline).await?;
+        Ok(tables.into_iter().find(|t| t.id == table_id))
+    }
+
+    async fn vpc_tables(
+        &self,
+        vpc_id: &str,
+        deadline: Instant,
+    ) -> Result<Vec<RouteTable>, AwsError> {
+        self.describe("vpc-id", vpc_id, deadline).await
+    }
+
+    async fn write_route(
+        &self,
+        write: &RouteWrite,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, WriteError> {
+        let operation = match write.mode {
+            WriteMode::Create => "CreateRoute",
+            WriteMode::Replace => "ReplaceRoute",
+        };
+        let result = with_retries(operation, deadline, || async {
+            let sent = match write.mode {
+                WriteMode::Create => route_fields!(self.client.create_route(), write)?
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| write_error(operation, e)),
+                WriteMode::Replace => route_fields!(self.client.replace_route(), write)?
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| write_error(operation, e)),
+            };
+            match sent {
+                Ok(()) => Ok(WriteOutcome::Written),
+                Err(Written::DryRunPassed) => Ok(WriteOutcome::DryRunPassed),
+                Err(Written::Error(error)) => Err(error),
+            }
+        })
+        .await;
+        if write.dry_run && result == Ok(WriteOutcome::Written) {
+            // Real EC2 never executes a DryRun call; an emulator may. Say so loudly.
+            tracing::error!(operation, table = %write.table_id, "the endpoint executed a DryRun call: the route was written");
+        }
+        result
+    }
+}
+
+/// What a route write's error means to us. `DryRunOperation` is EC2's success answer for a
+/// dry run, so it is not an error here.
+enum Written {
+    DryRunPassed,
+    Error(WriteError),
+}
+
+fn write_error<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> Written
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match error.code() {
+        Some("DryRunOperation") => Written::DryRunPassed,
+        Some("RouteAlreadyExists") => Written::Error(WriteError::AlreadyExists),
+        // ReplaceRoute on a destination the table does not have: EC2 answers with the
+        // generic InvalidParameterValue ("There is no route defined for '10.1.0.0/16' in
+        // the route table. Use CreateRoute instead."), so the message tells it apart.
+        Some("InvalidParameterValue")
+            if error
+                .message()
+                .is_some_and(|m| m.contains("no route defined")) =>
+        {
+            Written::Error(WriteError::NotFound)
+        }
+        Some("InvalidRoute.NotFound") => Written::Error(WriteError::NotFound),
+        _ => Written::Error(WriteError::Aws(aws_error(operation, error))),
+    }
+}
+
+/// Classifies an SDK error by what a retry could achieve.
+fn aws_error<E>(operation: &'static str, error: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let code = error.code().map(str::to_owned);
+    let message = error
+        .message()
+        .map(str::to_owned)
+        .unwrap_or_else(|| aws_sdk_ec2::error::DisplayErrorContext(&error).to_string());
+    let retry = match &error {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            RetryClass::Transient
+        }
+        SdkError::ServiceError(context) => {
+            let status = context.raw().status().as_u16();
+            match code.as_deref() {
+                Some(c) if is_throttling(c) => RetryClass::Throttled,
+                Some(
+                    "InternalError" | "InternalFailure" | "ServiceUnavailable" | "Unavailable",
+                ) => RetryClass::Transient,
+                _ if status >= 500 => RetryClass::Transient,
+                _ => RetryClass::Permanent,
+            }
+        }
+        _ => RetryClass::Permanent,
+    };
+    AwsError {
+        operation,
+        code,
+        message,
+        retry,
+    }
+}
+
+fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "RequestLimitExceeded" | "Throttling" | "ThrottlingException" | "TooManyRequestsException"
+    )
+}
+
+/// SDK route table -> ours. A table without an id or VPC is not one we can act on.
+fn route_table(table: &ec2::RouteTable) -> Option<RouteTable> {
+    Some(RouteTable {
+        id: table.route_table_id()?.to_owned(),
+        vpc_id: table.vpc_id()?.to_owned(),
+        is_main: table.associations().iter().any(|a| a.main() == Some(true)),
+        routes: table.routes().iter().filter_map(route).collect(),
+    })
+}
+
+fn route(route: &ec2::Route) -> Option<Route> {
+    let destination = if let Some(cidr) = route
+        .destination_cidr_block()
+        .or(route.destination_ipv6_cidr_block())
+    {
+        Destination::Cidr(cidr.parse::<IpNet>().ok()?)
+    } else {
+        Destination::PrefixList(route.destination_prefix_list_id()?.to_owned())
+    };
+    Some(Route {
+        destination,
+        target: target(route),
+        state: match route.state() {
+            Some(ec2::RouteState::Active) => RouteState::Active,
+            Some(ec2::RouteState::Blackhole) => RouteState::Blackhole,
+            Some(other) => RouteState::Other(other.as_str().to_owned()),
+            None => RouteState::Other("unknown".to_owned()),
+        },
+        origin: match route.origin() {
+            Some(ec2::RouteOrigin::CreateRouteTable) => RouteOrigin::CreateRouteTable,
+            Some(ec2::RouteOrigin::CreateRoute) => RouteOrigin::CreateRoute,
+            Some(ec2::RouteOrigin::EnableVgwRoutePropagation) => {
+                RouteOrigin::EnableVgwRoutePropagation
+            }
+            Some(other) => RouteOrigin::Other(other.as_str().to_owned()),
+            None => RouteOrigin::Other("unknown".to_owned()),
+        },
+    })
+}
+
+/// The route's next hop. An instance route reports both the instance and its ENI; the
+/// ENI is what EC2 routes to, so it wins.
+fn target(route: &ec2::Route) -> Target {
+    let candidates = [
+        (TargetKind::NetworkInterface, route.network_interface_id()),
+        (TargetKind::TransitGateway, route.transit_gateway_id()),
+        (TargetKind::NatGateway, route.nat_gateway_id()),
+        (
+            TargetKind::VpcPeeringConnection,
+            route.vpc_peering_connection_id(),
+        ),
+        (
+            TargetKind::EgressOnlyInternetGateway,
+            route.egress_only_internet_gateway_id(),
+        ),
+        (TargetKind::CarrierGateway, route.carrier_gateway_id()),
+        (TargetKind::LocalGateway, route.local_gateway_id()),
+        (TargetKind::CoreNetwork, route.core_network_arn()),
+        (TargetKind::Instance, route.instance_id()),
+    ];
+    if let Some((kind, Some(id))) = candidates
+        .into_iter()
+        .find(|(_, id)| id.is_some_and(|i| !i.is_empty()))
+    {
+        return Target::new(kind, id);
+    }
+    match route.gateway_id() {
+        Some("local") => Target::new(TargetKind::Local, "local"),
+        Some(id) => Target::new(TargetKind::Gateway, id),
+        None => Target::new(TargetKind::Unknown, "unknown"),
+    }
+}

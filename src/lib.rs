@@ -1,0 +1,22 @@
+//! sync-routes: copies routes written to a VPC's main route table into its custom route
+//! tables. Three layers:
+//! - `domain`: pure decisions and the sync engine, behind small ports (no AWS types);
+//! - `adapters`: EC2, SNS and the event formats, translating to and from the domain;
+//! - `handler` and `main.rs`: the thin entry points (Lambda runtime, `invoke FILE`).
+
+pub mod adapters {
+    pub mod ec2;
+    pub mod retry;
+    pub mod sns;
+    pub mod trigger;
+}
+pub mod domain {
+    pub mod notice;
+    pub mod plan;
+    pub mod report;
+    pub mod request;
+    pub mod sync;
+}
+pub mod config;
+pub mod handler;
+pub mod runtime;

@@ -1,0 +1,107 @@
+//! The entry point: the Lambda runtime, or `sync-routes invoke FILE` to run the same
+//! handler once on a file with the caller's AWS credentials.
+
+// The AWS SDK's futures nest deeply; computing their layout needs more than the default.
+#![recursion_limit = "256"]
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::value::RawValue;
+use sync_routes::config::Config;
+use sync_routes::{handler, runtime};
+
+const USAGE: &str = "\
+usage:
+  sync-routes                 serve the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API must be set)
+  sync-routes invoke FILE     run the handler once on FILE (an event JSON, - for stdin) with
+                              your AWS credentials and print the report; exit 1 if it failed
+
+environment:
+  SNS_TOPIC_ARN               topic for change notices (unset: no notices)
+  SYNC_TARGET_KINDS           next-hop kinds to copy (default network-interface)
+  SYNC_MAX_CONCURRENT_WRITES  route writes in flight per request (default 16)
+  AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL ...  the AWS SDK's own settings";
+
+/// How long `invoke` may retry before it reports; a Lambda invocation uses its deadline.
+const INVOKE_BUDGET: Duration = Duration::from_secs(60);
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if matches!(args.as_slice(), ["-h" | "--help" | "help"]) {
+        println!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    runtime::init_logging();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(error = %error, "bad configuration");
+            eprintln!("sync-routes: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match args.as_slice() {
+        [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => serve(&config).await,
+        ["invoke", file] => invoke(&config, file).await,
+        _ => {
+            eprintln!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(config: &Config) -> ExitCode {
+    let (syncer, region) = runtime::build(config).await;
+    let (syncer, region) = (&syncer, region.as_deref());
+    let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);
+        let report = handler::handle(syncer, region, event.payload.get(), deadline).await;
+        if report.is_failure() {
+            // A failed invocation lets Lambda retry and, after that, keep the event in
+            // the failure destination. The report rides along in the error message.
+            return Err(Diagnostic {
+                error_type: "SyncFailed".to_owned(),
+                error_message: serde_json::to_string(&report).unwrap_or(report.message),
+            });
+        }
+        Ok(report)
+    });
+    match lambda_runtime::run(handler).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = %error, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn invoke(config: &Config, file: &str) -> ExitCode {
+    let payload = if file == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    };
+    let payload = match payload {
+        Ok(payload) => payload,
+        Err(error) => {
+            eprintln!("sync-routes: cannot read {file}: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let (syncer, region) = runtime::build(config).await;
+    let deadline = tokio::time::Instant::now() + INVOKE_BUDGET;
+    let report = handler::handle(&syncer, region.as_deref(), &payload, deadline).await;
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => println!("{json}"),
+        Err(error) => eprintln!("sync-routes: cannot print the report: {error}"),
+    }
+    if report.is_failure() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}

@@ -1,0 +1,81 @@
+//! Wiring shared by the entry points: AWS clients built once per process, logging, and
+//! the deadline every retry must respect.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::BehaviorVersion;
+use tokio::time::Instant;
+
+use crate::adapters::ec2::Ec2RouteTables;
+use crate::adapters::sns::SnsNotifier;
+use crate::config::Config;
+use crate::domain::sync::Syncer;
+
+pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
+
+/// Time kept back from the invocation's deadline to publish the notice and return the
+/// report after the last retry.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(2000);
+
+/// Builds the engine and its clients once. The SDK's own variables (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, credentials) apply, so the function can point at an emulator.
+pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let region = shared.region().map(|r| r.to_string());
+    let ec2_config = aws_sdk_ec2::config::Builder::from(&shared)
+        // `adapters::retry` retries EC2 calls against the invocation's deadline.
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .build();
+    let ec2 = Ec2RouteTables::new(aws_sdk_ec2::Client::from_conf(ec2_config));
+    let notifier = config.sns_topic_arn.clone().map(|topic| {
+        let sns_config = aws_sdk_sns::config::Builder::from(&shared)
+            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .build();
+        SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
+    });
+    (Syncer::new(ec2, notifier, config.sync_settings()), region)
+}
+
+/// The instant to stop retrying, from Lambda's deadline in epoch milliseconds.
+pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let usable = remaining
+        .checked_sub(DEADLINE_MARGIN)
+        .unwrap_or(remaining / 2);
+    Instant::now() + usable
+}
+
+/// JSON lines on stderr (stdout stays clean for `invoke`'s report). The level comes from
+/// `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info.
+pub fn init_logging() {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .or_else(|| {
+            std::env::var("AWS_LAMBDA_LOG_LEVEL")
+                .ok()
+                .map(|l| l.to_lowercase())
+        })
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
