@@ -36,6 +36,6 @@ pub async fn handle<E: RouteTables, N: Notifier>(
         }
     };
     let json = serde_json::to_string(&report).unwrap_or_default();
-    tracing::info!(outcome = ?report.outcome, message = %report.message, report = %json, "done");
+    tracing::info!(outcome = report.outcome.name(), summary = %report.message, report = %json, "done");
     report
 }

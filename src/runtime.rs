@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
-use aws_config::BehaviorVersion;
+use aws_config::{BehaviorVersion, SdkConfig};
 use tokio::time::Instant;
 
 use crate::adapters::ec2::Ec2RouteTables;
@@ -23,8 +23,13 @@ const DEADLINE_MARGIN: Duration = Duration::from_millis(2000);
 /// `AWS_ENDPOINT_URL`, credentials) apply, so the function can point at an emulator.
 pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    build_with(config, &shared)
+}
+
+/// As `build`, from an SDK configuration made elsewhere (tests point it at an emulator).
+pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<String>) {
     let region = shared.region().map(|r| r.to_string());
-    let ec2_config = aws_sdk_ec2::config::Builder::from(&shared)
+    let ec2_config = aws_sdk_ec2::config::Builder::from(shared)
         // `adapters::retry` retries EC2 calls against the invocation's deadline.
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -36,7 +41,7 @@ pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
         .build();
     let ec2 = Ec2RouteTables::new(aws_sdk_ec2::Client::from_conf(ec2_config));
     let notifier = config.sns_topic_arn.clone().map(|topic| {
-        let sns_config = aws_sdk_sns::config::Builder::from(&shared)
+        let sns_config = aws_sdk_sns::config::Builder::from(shared)
             .retry_config(RetryConfig::standard().with_max_attempts(3))
             .build();
         SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)

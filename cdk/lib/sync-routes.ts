@@ -247,7 +247,7 @@ export class SyncRoutes extends Construct {
     const alarmAction = new cwActions.SnsAction(this.topic);
     this.alarms = [
       new cloudwatch.Alarm(this, 'ErrorsAlarm', {
-        alarmDescription: 'sync-routes returned an error (a route write failed or the event was invalid); see its logs',
+        alarmDescription: 'sync-routes returned an error (a route write failed); see its logs',
         metric: this.function.metricErrors({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
         threshold: 1,
         evaluationPeriods: 1,

@@ -93,6 +93,8 @@ pub fn parse(payload: &str, region: Option<&str>) -> Result<Trigger, InputError>
 struct CloudTrailDetail {
     event_source: Option<String>,
     event_name: Option<String>,
+    // CloudTrail spells it "eventID", not camelCase.
+    #[serde(rename = "eventID")]
     event_id: Option<String>,
     aws_region: Option<String>,
     error_code: Option<String>,

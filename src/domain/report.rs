@@ -23,6 +23,21 @@ pub enum Outcome {
     Failed,
 }
 
+impl Outcome {
+    /// The name used in the report's JSON, for log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Synced => "synced",
+            Outcome::Unchanged => "unchanged",
+            Outcome::DryRun => "dry-run",
+            Outcome::Refused => "refused",
+            Outcome::Ignored => "ignored",
+            Outcome::Rejected => "rejected",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TableActionTaken {

@@ -293,7 +293,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             };
             let after = before.clone();
             tracing::info!(
-                decision = ?action, table = %table.table_id, destination = %plan.destination,
+                decision = action.name(), table = %table.table_id, destination = %plan.destination,
                 before = before.as_deref(), after = after.as_deref(), reason = reason.as_deref(),
             );
             tables.push(TableReport {
@@ -409,12 +409,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                             )
                         }
                     };
-                    tracing::info!(decision = "redecide", table = table_id, destination = %plan.destination, action = ?action);
+                    tracing::info!(decision = "redecide", table = table_id, destination = %plan.destination, action = ?action, "the table changed since it was read");
                 }
             }
         };
         tracing::info!(
-            decision = ?result.action, table = table_id, destination = %plan.destination,
+            decision = result.action.name(), table = table_id, destination = %plan.destination,
             before = result.before.as_deref(), after = result.after.as_deref(),
             reason = result.reason.as_deref(), dry_run,
         );
@@ -489,7 +489,7 @@ fn refused(mut report: Report, refusal: &plan::Refusal) -> Report {
         reason = refusal.code(),
         table = report.route_table_id.as_deref(),
         destination = report.destination.as_deref(),
-        message = %refusal,
+        summary = %refusal,
     );
     report
 }

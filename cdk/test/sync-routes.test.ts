@@ -1,0 +1,345 @@
+import { App, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { SyncRoutes } from '../lib/sync-routes';
+import { SyncRoutesStack } from '../lib/sync-routes-stack';
+import { allPolicyStatements, nagCheck, newApp, PLACEHOLDER_ASSET, synthStack } from './helpers';
+
+// Logical IDs are stable (they derive from construct paths), so tests may name them.
+const ROLE = 'SyncRoutesRoleCAC96975';
+const FUNCTION = 'SyncRoutesFunctionA0F0BDFA';
+const TOPIC = 'SyncRoutesTopicCFB22A81';
+const KEY = 'SyncRoutesTopicKeyDB76C324';
+const LOG_GROUP = 'SyncRoutesLogGroup45E0F278';
+const FAILED_QUEUE = 'SyncRoutesFailedInvocationsQueue2E2C5F95';
+const DLQ = 'SyncRoutesRuleDeadLetterQueueA307A163';
+const RULE = 'SyncRoutesRule4170BDAE';
+
+/** `arn:${Partition}:ec2:${Region}:${AccountId}:<rest>` as CDK renders it. */
+const ec2Arn = (rest: string) => ({
+  'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':ec2:', { Ref: 'AWS::Region' }, ':', { Ref: 'AWS::AccountId' }, `:${rest}`]],
+});
+
+describe('default deployment', () => {
+  const { template } = synthStack();
+
+  test('function: provided.al2023, bootstrap, x86_64, 128 MB, 60 s, JSON logs, topic ARN', () => {
+    template.resourceCountIs('AWS::Lambda::Function', 1);
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'provided.al2023',
+      Handler: 'bootstrap',
+      Architectures: ['x86_64'],
+      MemorySize: 128,
+      Timeout: 60,
+      Role: { 'Fn::GetAtt': [ROLE, 'Arn'] },
+      LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', LogGroup: { Ref: LOG_GROUP } },
+      // SYNC_TARGET_KINDS is left to the function's default.
+      Environment: { Variables: Match.objectEquals({ SNS_TOPIC_ARN: { Ref: TOPIC } }) },
+    });
+    template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
+  });
+
+  test('rule: successful CreateRoute/ReplaceRoute from CloudTrail, not the function\'s own', () => {
+    template.resourceCountIs('AWS::Events::Rule', 1);
+    const rule = template.findResources('AWS::Events::Rule')[RULE];
+    expect(rule.Properties.EventPattern).toEqual({
+      'source': ['aws.ec2'],
+      'detail-type': ['AWS API Call via CloudTrail'],
+      'detail': {
+        eventSource: ['ec2.amazonaws.com'],
+        eventName: ['CreateRoute', 'ReplaceRoute'],
+        errorCode: [{ exists: false }],
+        // anything-but never matches an absent field: calls from another account may have no arn.
+        $or: [
+          { userIdentity: { arn: [{ exists: false }] } },
+          {
+            userIdentity: {
+              arn: [{
+                'anything-but': {
+                  prefix: {
+                    'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sts::', { Ref: 'AWS::AccountId' }, ':assumed-role/', { Ref: ROLE }, '/']],
+                  },
+                },
+              }],
+            },
+          },
+        ],
+      },
+    });
+  });
+
+  test('rule target: retry policy and dead-letter queue', () => {
+    template.hasResourceProperties('AWS::Events::Rule', {
+      Targets: [Match.objectLike({
+        Arn: { 'Fn::GetAtt': [FUNCTION, 'Arn'] },
+        RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 },
+        DeadLetterConfig: { Arn: { 'Fn::GetAtt': [DLQ, 'Arn'] } },
+      })],
+    });
+    // EventBridge may write to the DLQ, for this rule only.
+    const dlqPolicy = Object.values(template.findResources('AWS::SQS::QueuePolicy', { Properties: { Queues: [{ Ref: DLQ }] } }))[0];
+    expect(dlqPolicy.Properties.PolicyDocument.Statement).toContainEqual(expect.objectContaining({
+      Effect: 'Allow',
+      Action: 'sqs:SendMessage',
+      Principal: { Service: 'events.amazonaws.com' },
+      Condition: { ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [RULE, 'Arn'] } } },
+    }));
+  });
+
+  test('async invoke config: retries, maximum event age, on-failure SQS destination', () => {
+    template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 1);
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: FUNCTION },
+      Qualifier: '$LATEST',
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 21600,
+      DestinationConfig: { OnFailure: { Destination: { 'Fn::GetAtt': [FAILED_QUEUE, 'Arn'] } } },
+    });
+  });
+
+  test('queues: encrypted, TLS only, 14 days', () => {
+    template.resourceCountIs('AWS::SQS::Queue', 2);
+    for (const queue of Object.values(template.findResources('AWS::SQS::Queue'))) {
+      expect(queue.Properties).toEqual(expect.objectContaining({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1209600 }));
+    }
+    for (const policy of Object.values(template.findResources('AWS::SQS::QueuePolicy'))) {
+      expect(policy.Properties.PolicyDocument.Statement).toContainEqual(expect.objectContaining({
+        Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }));
+    }
+  });
+
+  test('topic: KMS encrypted, TLS enforced, CloudWatch alarms of this account may publish', () => {
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: { 'Fn::GetAtt': [KEY, 'Arn'] } });
+    template.hasResourceProperties('AWS::KMS::Key', { EnableKeyRotation: true });
+    const statements = Object.values(template.findResources('AWS::SNS::TopicPolicy'))[0].Properties.PolicyDocument.Statement;
+    expect(statements).toContainEqual(expect.objectContaining({
+      Effect: 'Deny', Action: 'sns:Publish', Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+    }));
+    expect(statements).toContainEqual(expect.objectContaining({
+      Effect: 'Allow',
+      Action: 'sns:Publish',
+      Principal: { Service: 'cloudwatch.amazonaws.com' },
+      Condition: expect.objectContaining({ StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } }),
+    }));
+    const keyStatements = Object.values(template.findResources('AWS::KMS::Key'))[0].Properties.KeyPolicy.Statement;
+    expect(keyStatements).toContainEqual(expect.objectContaining({
+      Principal: { Service: 'cloudwatch.amazonaws.com' }, Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+    }));
+  });
+
+  test('alarms: function errors and both failure queues, all notifying the topic', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+    const common = {
+      Threshold: 1,
+      EvaluationPeriods: 1,
+      ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+      TreatMissingData: 'notBreaching',
+      AlarmActions: [{ Ref: TOPIC }],
+    };
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      ...common, Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 300,
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: FUNCTION } }],
+    });
+    for (const queue of [FAILED_QUEUE, DLQ]) {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        ...common, Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
+        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queue, 'QueueName'] } }],
+      });
+    }
+  });
+
+  test('function role: exactly these statements, no managed policy', () => {
+    template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: { Statement: [{ Action: 'sts:AssumeRole', Effect: 'Allow', Principal: { Service: 'lambda.amazonaws.com' } }] },
+      ManagedPolicyArns: Match.absent(),
+      Policies: Match.absent(),
+    });
+    template.resourceCountIs('AWS::IAM::Policy', 1);
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: ROLE }],
+      PolicyDocument: {
+        Statement: [
+          { Sid: 'WriteOwnLogs', Effect: 'Allow', Action: ['logs:CreateLogStream', 'logs:PutLogEvents'], Resource: { 'Fn::GetAtt': [LOG_GROUP, 'Arn'] } },
+          // DescribeRouteTables supports no resource-level permissions.
+          { Sid: 'ReadRouteTables', Effect: 'Allow', Action: 'ec2:DescribeRouteTables', Resource: '*' },
+          { Sid: 'WriteRoutes', Effect: 'Allow', Action: ['ec2:CreateRoute', 'ec2:ReplaceRoute'], Resource: ec2Arn('route-table/*') },
+          { Sid: 'PublishAlerts', Effect: 'Allow', Action: 'sns:Publish', Resource: { Ref: TOPIC } },
+          { Sid: 'EncryptAlerts', Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: { 'Fn::GetAtt': [KEY, 'Arn'] } },
+          // Granted by the on-failure destination.
+          { Effect: 'Allow', Action: ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], Resource: { 'Fn::GetAtt': [FAILED_QUEUE, 'Arn'] } },
+        ],
+      },
+    });
+  });
+
+  test('no wildcard action in any Allow statement of the template', () => {
+    const statements = allPolicyStatements(template);
+    expect(statements.length).toBeGreaterThan(10);
+    for (const { resource, statement } of statements) {
+      expect({ resource, notAction: statement.NotAction }).toEqual({ resource, notAction: undefined });
+      if (statement.Effect !== 'Allow') {
+        // The only Deny statements are the TLS guards (aws:SecureTransport false): denying
+        // every action over plain HTTP is what they are for.
+        expect({ resource, condition: statement.Condition }).toEqual({ resource, condition: { Bool: { 'aws:SecureTransport': 'false' } } });
+        continue;
+      }
+      const actions: string[] = [statement.Action].flat();
+      for (const action of actions) {
+        expect({ resource, action }).toEqual({ resource, action: expect.stringMatching(/^[a-z0-9-]+:[A-Za-z0-9]+$/) });
+      }
+    }
+  });
+
+  test('alert e-mail from the stack parameter: conditional subscription', () => {
+    template.hasParameter('alertEmail', { Type: 'String', Default: '' });
+    template.resourceCountIs('AWS::SNS::Subscription', 1);
+    const [subscription] = Object.values(template.findResources('AWS::SNS::Subscription'));
+    expect(subscription.Properties).toEqual({ Protocol: 'email', Endpoint: { Ref: 'alertEmail' }, TopicArn: { Ref: TOPIC } });
+    expect(template.toJSON().Conditions[subscription.Condition]).toEqual({ 'Fn::Not': [{ 'Fn::Equals': [{ Ref: 'alertEmail' }, ''] }] });
+  });
+
+  test('no trail unless asked', () => {
+    template.resourceCountIs('AWS::CloudTrail::Trail', 0);
+    template.resourceCountIs('AWS::S3::Bucket', 0);
+  });
+
+  test('outputs: function, topic, rule and the invoke command', () => {
+    template.hasOutput('FunctionName', { Value: { Ref: FUNCTION } });
+    template.hasOutput('TopicArn', { Value: { Ref: TOPIC } });
+    template.hasOutput('RuleName', { Value: { Ref: RULE } });
+    template.hasOutput('InvokeCommand', {
+      Value: {
+        'Fn::Join': ['', [
+          'aws lambda invoke --region ', { Ref: 'AWS::Region' }, ' --function-name ', { Ref: FUNCTION },
+          ' --cli-binary-format raw-in-base64-out --payload fileb://events/manual-dry-run.json response.json',
+        ]],
+      },
+    });
+  });
+});
+
+describe('options', () => {
+  test('alertEmail context: unconditional subscription, no parameter', () => {
+    const { template } = synthStack({ alertEmail: 'netops@example.com' });
+    expect(template.toJSON().Parameters.alertEmail).toBeUndefined();
+    template.resourceCountIs('AWS::SNS::Subscription', 1);
+    const [subscription] = Object.values(template.findResources('AWS::SNS::Subscription'));
+    expect(subscription).toEqual(expect.objectContaining({
+      Properties: { Protocol: 'email', Endpoint: 'netops@example.com', TopicArn: { Ref: TOPIC } },
+    }));
+    expect(subscription.Condition).toBeUndefined();
+  });
+
+  test('construct without alertEmail: no subscription', () => {
+    const stack = new Stack(newApp(), 'Bare');
+    new SyncRoutes(stack, 'SyncRoutes', { code: lambda.Code.fromAsset(PLACEHOLDER_ASSET) });
+    Template.fromStack(stack).resourceCountIs('AWS::SNS::Subscription', 0);
+  });
+
+  test('bad option values are refused at synth', () => {
+    expect(() => synthStack({ alertEmail: 'not-an-email' })).toThrow(/alertEmail/);
+    expect(() => synthStack({ vpcIds: 'vpc-1,subnet-2' })).toThrow(/vpcIds/);
+    expect(() => synthStack({ syncTargetKinds: 'network-interface,carrier' })).toThrow(/syncTargetKinds/);
+    expect(() => synthStack({ architecture: 'sparc' })).toThrow(/architecture/);
+  });
+
+  test('vpcIds: route writes limited with ec2:Vpc to those VPC ARNs', () => {
+    const { template } = synthStack({ vpcIds: 'vpc-0123456789abcdef0, vpc-0fedcba9876543210' });
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([{
+          Sid: 'WriteRoutes',
+          Effect: 'Allow',
+          Action: ['ec2:CreateRoute', 'ec2:ReplaceRoute'],
+          Resource: ec2Arn('route-table/*'),
+          Condition: { ArnEquals: { 'ec2:Vpc': [ec2Arn('vpc/vpc-0123456789abcdef0'), ec2Arn('vpc/vpc-0fedcba9876543210')] } },
+        }]),
+      },
+    });
+  });
+
+  test('createTrail: multi-region trail of write management events into an encrypted, private, TLS-only bucket', () => {
+    const { template } = synthStack({ createTrail: 'true' });
+    template.resourceCountIs('AWS::CloudTrail::Trail', 1);
+    template.hasResourceProperties('AWS::CloudTrail::Trail', {
+      IsLogging: true,
+      IsMultiRegionTrail: true,
+      EnableLogFileValidation: true,
+      EventSelectors: [{ IncludeManagementEvents: true, ReadWriteType: 'WriteOnly' }],
+    });
+    template.hasResource('AWS::S3::Bucket', {
+      DeletionPolicy: 'Retain',
+      Properties: Match.objectLike({
+        BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+        PublicAccessBlockConfiguration: { BlockPublicAcls: true, BlockPublicPolicy: true, IgnorePublicAcls: true, RestrictPublicBuckets: true },
+      }),
+    });
+    const statements = Object.values(template.findResources('AWS::S3::BucketPolicy'))[0].Properties.PolicyDocument.Statement;
+    expect(statements).toContainEqual(expect.objectContaining({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }));
+    expect(statements).toContainEqual(expect.objectContaining({ Effect: 'Allow', Principal: { Service: 'cloudtrail.amazonaws.com' }, Action: 's3:PutObject' }));
+  });
+
+  test('createTrail=false and other false spellings: no trail', () => {
+    for (const value of ['false', false, '']) {
+      synthStack({ createTrail: value }).template.resourceCountIs('AWS::CloudTrail::Trail', 0);
+    }
+  });
+
+  test('architecture and syncTargetKinds', () => {
+    const { template } = synthStack({ architecture: 'arm64', syncTargetKinds: 'network-interface,transit-gateway' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Architectures: ['arm64'],
+      Environment: { Variables: { SNS_TOPIC_ARN: { Ref: TOPIC }, SYNC_TARGET_KINDS: 'network-interface,transit-gateway' } },
+    });
+  });
+});
+
+describe('cdk-nag AwsSolutions', () => {
+  test.each([
+    ['defaults', {}],
+    ['every option', { alertEmail: 'netops@example.com', createTrail: 'true', vpcIds: 'vpc-0123456789abcdef0', architecture: 'arm64' }],
+  ])('%s: no unacknowledged finding', (_name, context) => {
+    const app = newApp(context);
+    new SyncRoutesStackForNag(app);
+    const { error, pluginReports } = nagCheck(app);
+    expect(error).toBe('');
+    expect(pluginReports).toEqual([]);
+  });
+
+  test('every acknowledgement has a reason', () => {
+    const app = newApp({ createTrail: 'true', alertEmail: 'netops@example.com' });
+    const stack = new SyncRoutesStackForNag(app);
+    const acks = stack.node.findAll().flatMap((c) =>
+      c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules').map((m) => ({ path: c.node.path, data: m.data as Record<string, string> })));
+    const ids = acks.flatMap((a) => Object.keys(a.data)).map((id) => id.replace(/^[A-Za-z]+::/, '')).sort();
+    expect(ids).toEqual([
+      'AwsSolutions-IAM5[Resource::*]',
+      'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:route-table/*]',
+      'AwsSolutions-S1',
+      'AwsSolutions-SQS3',
+      'AwsSolutions-SQS3',
+    ]);
+    for (const ack of acks) {
+      for (const reason of Object.values(ack.data)) {
+        expect(reason.length).toBeGreaterThan(40);
+      }
+    }
+  });
+
+  test('the check is live: an unremediated bucket is reported', () => {
+    const app = newApp();
+    new s3.Bucket(new Stack(app, 'Bad'), 'Bucket');
+    const { error, pluginReports } = nagCheck(app);
+    expect(error).toMatch(/ValidationFailed/);
+    expect(JSON.stringify(pluginReports)).toContain('AwsSolutions-S1');
+  });
+});
+
+/** The stack as bin/sync-routes.ts builds it, in an app that cdk-nag will check. */
+class SyncRoutesStackForNag extends SyncRoutesStack {
+  constructor(app: App) {
+    super(app, 'SyncRoutes', { stackName: 'SyncRoutes' });
+  }
+}
