@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs every test, from a fresh clone: installs its tools first (Python tools into .venv,
+# npm packages with npm ci), then
+#   1. Rust: cargo fmt --check, clippy -D warnings, cargo test (unit tests, and the
+#      handler against moto behind the EC2-faithful fault proxy);
+#   2. the deploy build: cargo lambda build --release (the binary Lambda runs);
+#   3. CDK: type check, jest with cdk-nag, cdk synth with that binary, cfn-lint;
+#   4. Python: the fault proxy's own tests, the EventBridge pattern against moto's
+#      matcher, and the deploy binary end to end under a mock Lambda Runtime API.
+# Any failure stops the run with a non-zero exit.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+started=$SECONDS
+step() { printf '\n== %s (%ds)\n' "$*" "$((SECONDS - started))"; }
+
+step "tools"
+bash tests/tools/setup.sh
+export PATH="$repo/.venv/bin:$PATH" # cargo-lambda (with zig), cfn-lint, pytest
+target="${CARGO_TARGET_DIR:-$repo/target}"
+
+step "Rust: format and lint"
+cargo fmt --check
+cargo clippy --all-targets --quiet -- -D warnings
+
+step "Rust: tests"
+cargo test
+
+step "Lambda build: cargo lambda build --release"
+cargo lambda build --release
+bootstrap="$target/lambda/sync-routes/bootstrap"
+ls -l "$bootstrap"
+
+step "CDK: type check, jest and cdk-nag, synth, cfn-lint"
+(
+  cd cdk
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test
+  npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")"
+)
+cfn-lint cdk/cdk.out/SyncRoutes.template.json
+
+step "Python: fault proxy, event pattern, Lambda end to end"
+SYNC_ROUTES_BIN="$bootstrap" pytest -q -p no:cacheprovider tests/python
+
+step "all tests passed"
