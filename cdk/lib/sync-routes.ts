@@ -23,6 +23,10 @@ export const SYNC_TARGET_KINDS = [
   'nat-gateway',
   'vpc-peering-connection',
   'gateway',
+  'egress-only-internet-gateway',
+  'carrier-gateway',
+  'local-gateway',
+  'core-network',
 ] as const;
 export type SyncTargetKind = (typeof SYNC_TARGET_KINDS)[number];
 
