@@ -1,0 +1,748 @@
+"""Runs the real sync-routes binary as Lambda would: a mock Lambda Runtime API per process.
+
+Used by tests/python/test_lambda_e2e.py and bench/run.py; standard library + boto3 only, and
+it works outside pytest (the benchmark imports it directly).
+
+    RuntimeApi       a threaded HTTP/1.1 (keep-alive) server on 127.0.0.1 speaking the
+                     2018-06-01 Runtime API: a queue of events, `next` blocks until one is
+                     queued, every /response and /error is recorded with its timings.
+    FunctionProcess  spawns the binary against its own RuntimeApi; invoke(event) ->
+                     Result(ok, body, seconds, ...); cpu_seconds() / peak_rss_kb() from /proc.
+    TimingProxy      a transparent forwarder that records (service, action, start, end, status)
+                     of every AWS call, to put the function's wall time next to the round trips.
+    start_moto / start_fault_proxy / Control / build_vpc / cloudtrail_event: the environment.
+
+The binary: env SYNC_ROUTES_BIN, default the deploy binary of `cargo lambda build --release`,
+${CARGO_TARGET_DIR:-<repo>/target}/lambda/sync-routes/bootstrap.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = REPO / ".venv" / "bin"
+MOTO_SERVER = VENV_BIN / "moto_server"
+FAULT_PROXY = REPO / "tests" / "fault_proxy.py"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+FUNCTION_NAME = "SyncRoutes"
+FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{FUNCTION_NAME}"
+RUNTIME_PREFIX = "/2018-06-01/runtime"
+
+BUILD_HINT = ("build it with `cargo lambda build --release` (deploy binary), or point SYNC_ROUTES_BIN "
+              "at another build, e.g. SYNC_ROUTES_BIN=$CARGO_TARGET_DIR/debug/sync-routes after `cargo build`")
+
+
+def deploy_binary() -> Path:
+    target = os.environ.get("CARGO_TARGET_DIR") or str(REPO / "target")
+    return Path(target) / "lambda" / "sync-routes" / "bootstrap"
+
+
+def function_binary() -> Path:
+    """The binary under test: SYNC_ROUTES_BIN, else the deploy binary."""
+    return Path(os.environ.get("SYNC_ROUTES_BIN") or deploy_binary())
+
+
+def missing_binary_message(path: Path) -> str | None:
+    if path.is_file() and os.access(path, os.X_OK):
+        return None
+    return f"the sync-routes binary {path} is missing or not executable: {BUILD_HINT}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        chunks = []
+        while True:
+            size = int(handler.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            chunks.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        return b"".join(chunks)
+    n = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(n) if n else b""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def get_request(self):
+        # BaseHTTPRequestHandler sends the headers and the body in two writes; with Nagle on,
+        # the body waits for the client's delayed ACK of the headers (40 ms on Linux), a stall
+        # that real AWS and the real Runtime API do not cause. So: TCP_NODELAY.
+        sock, addr = super().get_request()
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock, addr
+
+    def handle_error(self, request, client_address):
+        # A function process killed while its `next` was pending resets the connection.
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
+
+# --------------------------------------------------------------------------------------------
+# The mock Lambda Runtime API.
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Invocation:
+    request_id: str
+    payload: bytes
+    deadline_ms: int
+    t_queued: float  # time.perf_counter()
+    t_handed: float | None = None
+    t_answered: float | None = None
+    ok: bool | None = None  # True: /response, False: /error
+    body: bytes = b""
+    error_type: str | None = None  # Lambda-Runtime-Function-Error-Type header
+    done: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def seconds(self) -> float | None:
+        """Queued -> answered (what an async invoke costs, runtime overhead included)."""
+        return None if self.t_answered is None else self.t_answered - self.t_queued
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class RuntimeApi:
+    """One function process's Runtime API endpoint on 127.0.0.1 (free port)."""
+
+    def __init__(self):
+        self.pending: queue.Queue[Invocation] = queue.Queue()
+        self.invocations: dict[str, Invocation] = {}
+        self.init_errors: list[bytes] = []
+        self.t_first_next: float | None = None
+        self.next_requests = 0
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "mock-lambda-runtime"
+            timeout = None
+
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict | None = None):
+                self.send_response_only(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.wfile.flush()
+
+            def do_GET(self):
+                path = self.path.split("?", 1)[0]
+                if path != f"{RUNTIME_PREFIX}/invocation/next":
+                    self._send(404, b'{"errorMessage":"not found"}')
+                    return
+                with api.lock:
+                    api.next_requests += 1
+                    if api.t_first_next is None:
+                        api.t_first_next = time.perf_counter()
+                while True:
+                    try:
+                        inv = api.pending.get(timeout=0.2)
+                        break
+                    except queue.Empty:
+                        if api.stopping.is_set():
+                            self.close_connection = True
+                            return
+                inv.t_handed = time.perf_counter()
+                self._send(200, inv.payload, {
+                    "Lambda-Runtime-Aws-Request-Id": inv.request_id,
+                    "Lambda-Runtime-Deadline-Ms": str(inv.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": FUNCTION_ARN,
+                    "Lambda-Runtime-Trace-Id": f"Root=1-{int(time.time()):08x}-{uuid.uuid4().hex[:24]};Sampled=0",
+                })
+
+            def do_POST(self):
+                body = _read_body(self)
+                path = self.path.split("?", 1)[0]
+                m = re.fullmatch(rf"{RUNTIME_PREFIX}/invocation/([^/]+)/(response|error)", path)
+                if m:
+                    inv = api.invocations.get(urllib.parse.unquote(m.group(1)))
+                    if inv is None or inv.done.is_set():
+                        self._send(400, b'{"errorType":"InvalidRequestID"}')
+                        return
+                    inv.t_answered = time.perf_counter()
+                    inv.ok = m.group(2) == "response"
+                    inv.body = body
+                    inv.error_type = self.headers.get("Lambda-Runtime-Function-Error-Type")
+                    self._send(202, b'{"status":"OK"}')
+                    inv.done.set()
+                    return
+                if path == f"{RUNTIME_PREFIX}/init/error":
+                    api.init_errors.append(body)
+                    self._send(202, b'{"status":"OK"}')
+                    return
+                self._send(404, b'{"errorMessage":"not found"}')
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def enqueue(self, payload: bytes | str | dict, deadline_s: float = 60.0) -> Invocation:
+        if isinstance(payload, dict) or isinstance(payload, list):
+            payload = json.dumps(payload)
+        if isinstance(payload, str):
+            payload = payload.encode()
+        inv = Invocation(request_id=str(uuid.uuid4()), payload=payload,
+                         deadline_ms=int((time.time() + deadline_s) * 1000), t_queued=time.perf_counter())
+        self.invocations[inv.request_id] = inv
+        self.pending.put(inv)
+        return inv
+
+    def close(self):
+        self.stopping.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# One function process.
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class Result:
+    ok: bool
+    body: object  # the parsed JSON answer (report, or lambda_runtime's error object), else raw text
+    seconds: float
+    error_type: str | None
+    invocation: Invocation
+
+    @property
+    def report(self) -> dict | None:
+        """The sync report: the response body, or the errorMessage of a SyncFailed error."""
+        if self.ok:
+            return self.body if isinstance(self.body, dict) else None
+        if isinstance(self.body, dict) and self.body.get("errorType") == "SyncFailed":
+            try:
+                return json.loads(self.body.get("errorMessage", ""))
+            except ValueError:
+                return None
+        return None
+
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_seconds(pid: int) -> float | None:
+    """user + sys CPU seconds of a live process, from /proc/<pid>/stat."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime, stime (fields 14, 15)
+
+
+def proc_status_kb(pid: int, key: str) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class FunctionProcess:
+    """The binary serving the Runtime API, with Lambda's environment.
+
+    `endpoint` is AWS_ENDPOINT_URL (moto or a proxy in front of it); `env` adds or overrides
+    variables (e.g. SNS_TOPIC_ARN). stderr (JSON logs) goes to `log_path` if given.
+    """
+
+    def __init__(self, endpoint: str, env: dict | None = None, binary: Path | str | None = None,
+                 log_path: Path | str | None = None, name: str = FUNCTION_NAME):
+        self.binary = Path(binary) if binary else function_binary()
+        msg = missing_binary_message(self.binary)
+        if msg:
+            raise FileNotFoundError(msg)
+        self.api = RuntimeApi()
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "AWS_LAMBDA_RUNTIME_API": self.api.address,
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_LOG_STREAM_NAME": f"2026/11/24/[$LATEST]{uuid.uuid4().hex}",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_ENDPOINT_URL": endpoint,
+            # No IMDS / profile lookups on a test machine.
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_CONFIG_FILE": "/dev/null",
+            "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        }
+        self.env.update({k: v for k, v in (env or {}).items() if v is not None})
+        self.log_path = Path(log_path) if log_path else None
+        self._log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
+        self.t_spawn = time.perf_counter()
+        self.proc = subprocess.Popen([str(self.binary)], env=self.env, stdin=subprocess.DEVNULL,
+                                     stdout=self._log, stderr=self._log)
+        self.final_cpu: float | None = None
+        self.final_hwm_kb: int | None = None
+        self.rusage_cpu: float | None = None
+        self.rusage_maxrss_kb: int | None = None
+        self.exit_code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 10.0) -> float:
+        """Seconds from spawn to the first `next` request; raises if the process dies first."""
+        deadline = time.monotonic() + timeout
+        while self.api.t_first_next is None:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.binary} exited with {self.proc.returncode} before asking for an event"
+                                   f"{self._log_tail()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.binary} did not ask for an event within {timeout}s{self._log_tail()}")
+            time.sleep(0.0005)
+        return self.api.t_first_next - self.t_spawn
+
+    @property
+    def start_to_ready(self) -> float | None:
+        t = self.api.t_first_next
+        return None if t is None else t - self.t_spawn
+
+    def submit(self, event, deadline_s: float = 60.0) -> Invocation:
+        return self.api.enqueue(event, deadline_s)
+
+    def wait(self, inv: Invocation, timeout: float = 90.0) -> Result:
+        end = time.monotonic() + timeout
+        while not inv.done.wait(0.05):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the function process exited with {self.proc.returncode} while handling "
+                                   f"{inv.request_id}{self._log_tail()}")
+            if time.monotonic() > end:
+                raise TimeoutError(f"no answer for {inv.request_id} within {timeout}s{self._log_tail()}")
+        body = inv.json()
+        return Result(ok=bool(inv.ok), body=body if body is not None else inv.body.decode("utf-8", "replace"),
+                      seconds=inv.seconds, error_type=inv.error_type, invocation=inv)
+
+    def invoke(self, event, deadline_s: float = 60.0, timeout: float = 90.0) -> Result:
+        return self.wait(self.submit(event, deadline_s), timeout)
+
+    def cpu_seconds(self) -> float | None:
+        return proc_cpu_seconds(self.pid) if self.proc.poll() is None else self.final_cpu
+
+    def peak_rss_kb(self) -> int | None:
+        return proc_status_kb(self.pid, "VmHWM") if self.proc.poll() is None else self.final_hwm_kb
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self):
+        """Reads CPU time (/proc, 10 ms ticks) and peak RSS, then SIGTERM (SIGKILL after 5 s)
+        and reaps the process with wait4, whose rusage gives its lifetime CPU precisely
+        (`rusage_cpu`, every thread included) and its peak RSS (`rusage_maxrss_kb`)."""
+        if self.proc.poll() is None:
+            self.final_cpu = proc_cpu_seconds(self.pid)
+            self.final_hwm_kb = proc_status_kb(self.pid, "VmHWM")
+            self.proc.send_signal(signal.SIGTERM)
+            end = time.monotonic() + 5
+            while True:
+                pid, status, ru = os.wait4(self.pid, os.WNOHANG)
+                if pid == self.pid:
+                    self.proc.returncode = os.waitstatus_to_exitcode(status)
+                    self.rusage_cpu = ru.ru_utime + ru.ru_stime
+                    self.rusage_maxrss_kb = ru.ru_maxrss
+                    break
+                if time.monotonic() > end:
+                    self.proc.kill()
+                time.sleep(0.002)
+        self.exit_code = self.proc.returncode
+        self.api.close()
+        if self._log not in (None, subprocess.DEVNULL):
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_lines(self) -> list[dict]:
+        if not self.log_path or not self.log_path.exists():
+            return []
+        out = []
+        for line in self.log_path.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def _log_tail(self) -> str:
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        lines = self.log_path.read_text(errors="replace").splitlines()[-15:]
+        return "\n--- last log lines ---\n" + "\n".join(lines)
+
+
+def run_sequentially(fn: FunctionProcess, events: list, deadline_s: float = 60.0) -> list[Result]:
+    """What one Lambda execution environment does: one event at a time, in order."""
+    return [fn.invoke(e, deadline_s) for e in events]
+
+
+def run_concurrently(fns: list[FunctionProcess], events: list, deadline_s: float = 60.0) -> tuple[list[Result], float]:
+    """Spreads `events` round-robin over `fns`, each handling its share one at a time, all
+    processes at once. Returns the results in event order and the wall time (first event
+    queued -> last answer)."""
+    shares = [[(i, e) for i, e in enumerate(events) if i % len(fns) == k] for k in range(len(fns))]
+    results: list[Result | None] = [None] * len(events)
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(fns) + 1)
+
+    def worker(fn, share):
+        start.wait()
+        try:
+            for i, e in share:
+                results[i] = fn.invoke(e, deadline_s)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(fn, share), daemon=True) for fn, share in zip(fns, shares)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    if errors:
+        raise errors[0]
+    return results, wall  # type: ignore[return-value]
+
+
+# --------------------------------------------------------------------------------------------
+# moto, the fault proxy, and a timing forwarder.
+# --------------------------------------------------------------------------------------------
+
+def wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{what} did not listen on {port} within {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def start_moto() -> tuple[subprocess.Popen, str]:
+    """moto_server on 127.0.0.1 (same command as tests/python/conftest.py)."""
+    if not os.access(MOTO_SERVER, os.X_OK):
+        raise FileNotFoundError(f"{MOTO_SERVER} is missing: run `bash tests/tools/setup.sh` first")
+    port = free_port()
+    proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc, "moto_server")
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def reset_moto(moto_url: str):
+    req = urllib.request.Request(moto_url + "/moto-api/reset", data=b"", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as r:
+        r.read()
+
+
+def start_fault_proxy(upstream: str) -> tuple[subprocess.Popen, str]:
+    """tests/fault_proxy.py in front of `upstream` (same command as conftest.py)."""
+    proc = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", upstream, "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        stop_process(proc)
+        raise RuntimeError(f"fault_proxy did not start: {line!r}")
+    return proc, f"http://127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
+
+
+class Control:
+    """Client for the fault proxy's /_fault/ control API (same as conftest's)."""
+
+    def __init__(self, base: str):
+        self.base = base
+
+    def _req(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read())
+
+    def config(self, **cfg):
+        return self._req("POST", "/_fault/config", cfg)
+
+    def calls(self):
+        return self._req("GET", "/_fault/calls")
+
+    def reset(self):
+        return self._req("POST", "/_fault/reset", {})
+
+
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/([^/]+)/([^/]+)/aws4_request")
+_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+        "trailers", "transfer-encoding", "upgrade", "proxy-connection"}
+
+
+@dataclass
+class TimedCall:
+    service: str
+    action: str | None
+    params: dict
+    t_start: float  # perf_counter when the request was read
+    t_end: float  # perf_counter when the answer was sent
+    status: int
+
+    @property
+    def seconds(self) -> float:
+        return self.t_end - self.t_start
+
+
+class TimingProxy:
+    """A transparent HTTP/1.1 keep-alive forwarder on 127.0.0.1 that times every AWS call.
+
+    Durations are measured from the moment the request is read to the moment the answer is
+    written: the upstream's service time plus this proxy's own forwarding (a fresh loopback
+    connection per call, as tests/fault_proxy.py does).
+    """
+
+    def __init__(self, upstream: str):
+        u = urllib.parse.urlsplit(upstream)
+        self.up_host, self.up_port = u.hostname, u.port or 80
+        self.calls: list[TimedCall] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            timeout = None
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                t0 = time.perf_counter()
+                body = _read_body(self)
+                params = {}
+                if "x-www-form-urlencoded" in (self.headers.get("Content-Type") or "").lower():
+                    params = dict(urllib.parse.parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+                m = _SCOPE.search(self.headers.get("Authorization") or "")
+                service = m.group(2) if m else "unknown"
+                conn = http.client.HTTPConnection(proxy.up_host, proxy.up_port, timeout=60)
+                try:
+                    conn.putrequest(self.command, self.path, skip_host=True, skip_accept_encoding=True)
+                    for k, v in self.headers.items():
+                        if k.lower() in _HOP or k.lower() in ("content-length", "expect"):
+                            continue
+                        conn.putheader(k, v)
+                    conn.putheader("Content-Length", str(len(body)))
+                    conn.endheaders(body)
+                    resp = conn.getresponse()
+                    status, rbody, rheaders = resp.status, resp.read(), resp.getheaders()
+                finally:
+                    conn.close()
+                self.send_response_only(status, None)
+                for k, v in rheaders:
+                    if k.lower() in _HOP or k.lower() == "content-length":
+                        continue
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(rbody)))
+                self.end_headers()
+                self.wfile.write(rbody)
+                self.wfile.flush()
+                call = TimedCall(service, params.get("Action"), params, t0, time.perf_counter(), status)
+                with proxy.lock:
+                    proxy.calls.append(call)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self.server = _Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1},
+                                       daemon=True)
+        self.thread.start()
+
+    def take(self) -> list[TimedCall]:
+        """The calls recorded so far, clearing the record."""
+        with self.lock:
+            calls, self.calls = self.calls, []
+        return calls
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def critical_path_seconds(calls: list[TimedCall]) -> float:
+    """The API time one event cannot avoid: its reads one after the other, then its writes
+    side by side (the slowest), then the notice."""
+    reads = sum(c.seconds for c in calls if c.action == "DescribeRouteTables")
+    writes = [c.seconds for c in calls if c.action in ("CreateRoute", "ReplaceRoute")]
+    publish = sum(c.seconds for c in calls if c.action == "Publish")
+    return reads + (max(writes) if writes else 0.0) + publish
+
+
+# --------------------------------------------------------------------------------------------
+# The VPC, routes and events (boto3 straight to moto, so proxy counts stay the function's).
+# --------------------------------------------------------------------------------------------
+
+def ec2_client(endpoint: str):
+    import boto3
+    return boto3.client("ec2", region_name=REGION, endpoint_url=endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def sns_client(endpoint: str):
+    import boto3
+    return boto3.client("sns", region_name=REGION, endpoint_url=endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def create_topic(endpoint: str, name: str | None = None) -> str:
+    return sns_client(endpoint).create_topic(Name=name or f"sync-routes-{uuid.uuid4().hex[:8]}")["TopicArn"]
+
+
+def build_vpc(endpoint: str, custom_tables: int = 4, enis: int = 2, cidr: str = "10.0.0.0/16") -> dict:
+    """A VPC with its main table, `custom_tables` custom tables and `enis` ENIs."""
+    c = ec2_client(endpoint)
+    vpc = c.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    net = cidr.split("/")[0].rsplit(".", 2)[0]
+    subnet = c.create_subnet(VpcId=vpc, CidrBlock=f"{net}.1.0/24")["Subnet"]["SubnetId"]
+    main = c.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "association.main", "Values": ["true"]}]
+    )["RouteTables"][0]["RouteTableId"]
+    customs = [c.create_route_table(VpcId=vpc)["RouteTable"]["RouteTableId"] for _ in range(custom_tables)]
+    eni_ids = [c.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"]
+               for _ in range(enis)]
+    return {"vpc": vpc, "subnet": subnet, "main": main, "customs": customs, "enis": eni_ids}
+
+
+def route_cidrs(n: int, base: str = "10.{}.0.0/16", start: int = 100) -> list[str]:
+    """n distinct destinations outside the VPC's 10.0.0.0/16."""
+    return [base.format(start + i) for i in range(n)]
+
+
+def write_main_routes(endpoint: str, ids: dict, cidrs: list[str], enis: list[str] | None = None,
+                      call: str = "create") -> list[tuple[str, str]]:
+    """Writes each CIDR to the main table (ENIs round-robin); returns [(cidr, eni)]."""
+    c = ec2_client(endpoint)
+    enis = enis or ids["enis"]
+    out = []
+    for i, cidr in enumerate(cidrs):
+        eni = enis[i % len(enis)]
+        fn = c.create_route if call == "create" else c.replace_route
+        fn(RouteTableId=ids["main"], DestinationCidrBlock=cidr, NetworkInterfaceId=eni)
+        out.append((cidr, eni))
+    return out
+
+
+def cloudtrail_event(table_id: str, cidr: str, eni: str, name: str = "CreateRoute", region: str = REGION,
+                     error_code: str | None = None) -> dict:
+    """The EventBridge envelope of the CloudTrail record of a route call (as demo_vpc.py builds)."""
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    detail = {
+        "eventVersion": "1.09",
+        "userIdentity": {"type": "IAMUser", "arn": f"arn:aws:iam::{ACCOUNT}:user/network-admin",
+                         "accountId": ACCOUNT, "userName": "network-admin"},
+        "eventTime": now,
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": name,
+        "awsRegion": region,
+        "requestParameters": {"routeTableId": table_id, "destinationCidrBlock": cidr, "networkInterfaceId": eni},
+        "responseElements": {"_return": True},
+        "eventID": str(uuid.uuid4()),
+        "eventType": "AwsApiCall",
+        "managementEvent": True,
+    }
+    if error_code:
+        detail["errorCode"] = error_code
+        detail["errorMessage"] = "injected"
+        detail["responseElements"] = None
+    return {"version": "0", "id": str(uuid.uuid4()), "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.ec2", "account": ACCOUNT, "time": now, "region": region, "resources": [],
+            "detail": detail}
+
+
+def routes_by_table(endpoint: str, vpc: str) -> dict[str, dict[str, str]]:
+    """{table id: {destination: target}} for every table of the VPC, read from moto."""
+    c = ec2_client(endpoint)
+    out = {}
+    for t in c.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["RouteTables"]:
+        routes = {}
+        for r in t.get("Routes", []):
+            dest = r.get("DestinationCidrBlock") or r.get("DestinationIpv6CidrBlock") or r.get("DestinationPrefixListId")
+            target = next((r[k] for k in ("NetworkInterfaceId", "GatewayId", "NatGatewayId", "TransitGatewayId",
+                                          "VpcPeeringConnectionId", "InstanceId") if r.get(k)), "?")
+            routes[dest] = target
+        out[t["RouteTableId"]] = routes
+    return out

@@ -1,0 +1,288 @@
+"""The function binary end to end, as Lambda runs it: a mock Lambda Runtime API hands it events
+(tests/lambda_harness.py), its AWS calls go through tests/fault_proxy.py to moto, and every
+assertion is on what an operator would see: the reports, the calls EC2 and SNS received, and
+the routes in the tables afterwards.
+
+The binary: env SYNC_ROUTES_BIN, default the deploy binary
+${CARGO_TARGET_DIR:-target}/lambda/sync-routes/bootstrap. Missing binary = failure, never a skip.
+Setup (VPCs, ENIs, main-table routes, topics) goes straight to moto, so the proxy's counts hold
+only the function's calls.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import lambda_harness as h  # noqa: E402
+
+TEMPLATE = h.REPO / "cdk" / "cdk.out" / "SyncRoutes.template.json"
+WRITES = ("CreateRoute", "ReplaceRoute")
+
+# (service, action) of every call the function made through the proxy, across this module.
+OBSERVED: set[tuple[str, str]] = set()
+
+
+@pytest.fixture(scope="session")
+def sync_routes_bin() -> Path:
+    path = h.function_binary()
+    msg = h.missing_binary_message(path)
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def observe_calls(control):
+    """After each test, adds the (service, action) pairs the proxy saw to OBSERVED."""
+    yield
+    for call in control.calls()["calls"]:
+        if call.get("action"):
+            OBSERVED.add((call["service"], call["action"]))
+
+
+@pytest.fixture
+def function(sync_routes_bin, proxy_url, tmp_path):
+    """Starts function processes (cold) against the proxy; stops them all at the end."""
+    started: list[h.FunctionProcess] = []
+
+    def start(env: dict | None = None, name: str = "fn") -> h.FunctionProcess:
+        fn = h.FunctionProcess(proxy_url, env=env, binary=sync_routes_bin, log_path=tmp_path / f"{name}.log")
+        started.append(fn)
+        fn.wait_ready()
+        return fn
+
+    yield start
+    for fn in started:
+        fn.stop()
+
+
+def counts(control) -> dict:
+    return control.calls()["counts"]
+
+
+def writes(c: dict) -> int:
+    return sum(c.get(a, 0) for a in WRITES)
+
+
+def assert_synced(moto_url: str, ids: dict, routes: list[tuple[str, str]]):
+    tables = h.routes_by_table(moto_url, ids["vpc"])
+    for custom in ids["customs"]:
+        for cidr, eni in routes:
+            assert tables[custom].get(cidr) == eni, f"{custom} lacks {cidr} -> {eni}: {tables[custom]}"
+
+
+# ------------------------------------------------------------------------------------------------
+
+def test_runtime_contract_bad_payloads_then_a_valid_event(function, control, moto_url):
+    ids = h.build_vpc(moto_url)
+    [(cidr, eni)] = h.write_main_routes(moto_url, ids, ["10.100.0.0/16"])
+    fn = function()
+
+    # 1. Not JSON: lambda_runtime cannot deserialize it and answers /error itself.
+    r = fn.invoke(b"this is not JSON {")
+    assert not r.ok, r.body
+    assert "DeserializeError" in r.body["errorType"], r.body
+
+    # 2. JSON of the wrong shapes: the handler rejects them with a report.
+    for payload in ({"hello": "world"}, [1, 2, 3], '"a string"',
+                    h.cloudtrail_event(ids["main"], "10.100.0.1/16", eni),  # host bits set
+                    h.cloudtrail_event("rtb-nothex!", cidr, eni)):
+        r = fn.invoke(payload)
+        assert r.ok, r.body
+        assert r.report["outcome"] == "rejected", r.report
+        assert r.report["calls"] == {"describe_route_tables": 0, "route_writes": 0}
+
+    # 3. Well-formed events that are not ours: a failed call, another region's call.
+    failed = json.loads((h.REPO / "events" / "cloudtrail-failed-call.json").read_text())
+    for payload in (failed, h.cloudtrail_event(ids["main"], cidr, eni, error_code="RouteAlreadyExists"),
+                    h.cloudtrail_event(ids["main"], cidr, eni, region="eu-west-1")):
+        r = fn.invoke(payload)
+        assert r.ok, r.body
+        assert r.report["outcome"] == "ignored", r.report
+
+    assert fn.alive(), "the function process died on a bad payload"
+    assert counts(control) == {}, "bad payloads must not reach AWS"
+
+    # 4. The valid event, on the same process.
+    r = fn.invoke(h.cloudtrail_event(ids["main"], cidr, eni))
+    assert r.ok, r.body
+    assert r.report["outcome"] == "synced", r.report
+    assert sorted(t["route_table_id"] for t in r.report["tables"]) == sorted(ids["customs"])
+    assert {t["action"] for t in r.report["tables"]} == {"created"}
+    c = counts(control)
+    assert c.get("CreateRoute") == 4 and c.get("ReplaceRoute", 0) == 0, c
+    assert_synced(moto_url, ids, [(cidr, eni)])
+    assert fn.alive()
+
+
+def test_customer_case_26_routes_x_4_tables_behind_the_write_bucket(function, control, moto_url):
+    """The seed's customer case: 26 routes x 4 custom tables changed at once, 26 events
+    handled by 4 concurrent function processes, behind EC2's mutating-call token bucket
+    (scaled down 5x in capacity and up 2x in rate to keep the test short)."""
+    capacity, refill, n_routes, n_procs = 10, 10.0, 26, 4
+    ids = h.build_vpc(moto_url)
+    routes = h.write_main_routes(moto_url, ids, h.route_cidrs(n_routes))
+    events = [h.cloudtrail_event(ids["main"], cidr, eni) for cidr, eni in routes]
+    fns = [function(name=f"fn{i}") for i in range(n_procs)]
+    control.config(buckets={"mutate": {"capacity": capacity, "refill_per_sec": refill}}, strict_routes=True)
+
+    results, wall = h.run_concurrently(fns, events, deadline_s=60)
+
+    total_writes = n_routes * len(ids["customs"])
+    floor = (total_writes - capacity) / refill
+    snap = control.calls()
+    attempts = snap["counts"].get("CreateRoute", 0)
+    throttled = snap["throttled_counts"].get("CreateRoute", 0)
+    print(f"\ncustomer case: wall {wall:.2f}s, floor {floor:.2f}s, ratio {wall / floor:.2f}, "
+          f"CreateRoute attempts {attempts} ({throttled} throttled), "
+          f"DescribeRouteTables {snap['counts'].get('DescribeRouteTables', 0)}")
+
+    failures = [r.body for r in results if not r.ok]
+    assert not failures, failures
+    assert [r.report["outcome"] for r in results] == ["synced"] * n_routes
+    assert all({t["action"] for t in r.report["tables"]} == {"created"} for r in results)
+    assert attempts - throttled == total_writes, "every write lands exactly once"
+    assert_synced(moto_url, ids, routes)
+    assert wall <= 1.5 * floor, f"wall {wall:.2f}s > 1.5 x floor {floor:.2f}s"
+
+
+def test_loop_guard_own_write_echo_costs_one_read(function, control, moto_url):
+    """Our own write to a custom table comes back as a CreateRoute event for that table:
+    a cold process spends exactly one DescribeRouteTables on it and writes nothing."""
+    ids = h.build_vpc(moto_url)
+    [(cidr, eni)] = h.write_main_routes(moto_url, ids, ["10.100.0.0/16"])
+    fn = function()
+    r = fn.invoke(h.cloudtrail_event(ids["customs"][0], cidr, eni))
+    assert r.ok, r.body
+    assert r.report["outcome"] == "refused", r.report
+    assert r.report["calls"] == {"describe_route_tables": 1, "route_writes": 0}
+    assert counts(control) == {"DescribeRouteTables": 1}
+
+
+def test_warm_process_reads_once_cold_reads_twice(function, control, moto_url):
+    ids = h.build_vpc(moto_url)
+    routes = h.write_main_routes(moto_url, ids, ["10.100.0.0/16", "10.101.0.0/16"])
+    fn = function()
+
+    cold = fn.invoke(h.cloudtrail_event(ids["main"], *routes[0]))
+    c1 = counts(control)
+    warm = fn.invoke(h.cloudtrail_event(ids["main"], *routes[1]))
+    c2 = counts(control)
+
+    assert cold.report["outcome"] == warm.report["outcome"] == "synced", (cold.report, warm.report)
+    assert c1["DescribeRouteTables"] == 2 and cold.report["calls"]["describe_route_tables"] == 2
+    assert c2["DescribeRouteTables"] - c1["DescribeRouteTables"] == 1
+    assert warm.report["calls"]["describe_route_tables"] == 1
+    assert c2["CreateRoute"] == 8
+    assert_synced(moto_url, ids, routes)
+
+
+def test_notices_and_replace_one_publish_per_changing_event(function, control, moto_url):
+    """With SNS_TOPIC_ARN set: a create and a replace in the main table each write the 4
+    custom tables and publish exactly one notice; a no-op event publishes nothing."""
+    ids = h.build_vpc(moto_url)
+    topic = h.create_topic(moto_url)
+    control.config(strict_routes=True)
+    [(cidr, eni0)] = h.write_main_routes(moto_url, ids, ["10.100.0.0/16"], enis=[ids["enis"][0]])
+    fn = function(env={"SNS_TOPIC_ARN": topic})
+
+    created = fn.invoke(h.cloudtrail_event(ids["main"], cidr, eni0))
+    assert created.report["outcome"] == "synced" and created.report["notice"] == "published", created.report
+    eni1 = ids["enis"][1]
+    h.write_main_routes(moto_url, ids, [cidr], enis=[eni1], call="replace")
+    replaced = fn.invoke(h.cloudtrail_event(ids["main"], cidr, eni1, name="ReplaceRoute"))
+    assert replaced.report["outcome"] == "synced" and replaced.report["notice"] == "published", replaced.report
+    assert {t["action"] for t in replaced.report["tables"]} == {"replaced"}
+    again = fn.invoke(h.cloudtrail_event(ids["main"], cidr, eni1, name="ReplaceRoute"))
+    assert again.report["outcome"] == "unchanged", again.report
+
+    c = counts(control)
+    assert c.get("CreateRoute") == 4 and c.get("ReplaceRoute") == 4, c
+    assert c.get("Publish") == 2, c
+    assert_synced(moto_url, ids, [(cidr, eni1)])
+
+
+# ------------------------------------------------------------------------------------------------
+# IAM least privilege, against the CDK-synthesized template. Runs last: it checks what the
+# tests above observed (and exercises every call itself, so it also stands alone).
+
+def _function_role_statements(template: dict) -> tuple[str, list[dict], list]:
+    res = template["Resources"]
+    functions = [(k, v) for k, v in res.items() if v["Type"] == "AWS::Lambda::Function"
+                 and v["Properties"].get("Handler") == "bootstrap"]
+    assert len(functions) == 1, f"expected one bootstrap function in the template, got {[k for k, _ in functions]}"
+    fn_id, fn = functions[0]
+    role_ref = fn["Properties"]["Role"]
+    assert "Fn::GetAtt" in role_ref, role_ref
+    role_id = role_ref["Fn::GetAtt"][0]
+    role = res[role_id]["Properties"]
+    statements = []
+    for p in role.get("Policies", []):
+        statements += p["PolicyDocument"]["Statement"]
+    for k, v in res.items():
+        if v["Type"] == "AWS::IAM::Policy" and {"Ref": role_id} in v["Properties"].get("Roles", []):
+            statements += v["Properties"]["PolicyDocument"]["Statement"]
+    # Lambda's failure destination: the service sends there with the function's role.
+    destinations = []
+    for v in res.values():
+        if v["Type"] == "AWS::Lambda::EventInvokeConfig" and v["Properties"]["FunctionName"] == {"Ref": fn_id}:
+            on_failure = v["Properties"].get("DestinationConfig", {}).get("OnFailure", {})
+            if on_failure:
+                destinations.append(on_failure["Destination"])
+    return role_id, statements, role.get("ManagedPolicyArns", []) + destinations
+
+
+def _actions(statement: dict) -> list[str]:
+    a = statement.get("Action", [])
+    return [a] if isinstance(a, str) else list(a)
+
+
+def test_iam_policy_allows_exactly_what_the_function_calls(function, control, moto_url):
+    if not TEMPLATE.is_file():
+        pytest.fail(f"{TEMPLATE} is missing: run `cd cdk && npm run synth` first", pytrace=False)
+    template = json.loads(TEMPLATE.read_text())
+    role_id, statements, extra = _function_role_statements(template)
+    managed = [a for a in extra if not (isinstance(a, dict) and "Fn::GetAtt" in a)]
+    assert not managed, f"managed policies on {role_id}: {managed} (check them by hand)"
+    failure_destinations = [a for a in extra if isinstance(a, dict) and "Fn::GetAtt" in a]
+
+    # Exercise every call the function can make: reads, create, replace, publish.
+    ids = h.build_vpc(moto_url)
+    topic = h.create_topic(moto_url)
+    [(cidr, eni0)] = h.write_main_routes(moto_url, ids, ["10.100.0.0/16"], enis=[ids["enis"][0]])
+    fn = function(env={"SNS_TOPIC_ARN": topic})
+    assert fn.invoke(h.cloudtrail_event(ids["main"], cidr, eni0)).report["notice"] == "published"
+    h.write_main_routes(moto_url, ids, [cidr], enis=[ids["enis"][1]], call="replace")
+    assert fn.invoke(h.cloudtrail_event(ids["main"], cidr, ids["enis"][1], name="ReplaceRoute")).ok
+    for call in control.calls()["calls"]:
+        OBSERVED.add((call["service"], call["action"]))
+
+    observed = {f"{svc}:{action}" for svc, action in OBSERVED}
+    allow = [s for s in statements if s.get("Effect") == "Allow"]
+    allowed = {a for s in allow for a in _actions(s)}
+
+    def permits(action: str) -> bool:
+        return any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in allowed)
+
+    not_allowed = sorted(a for a in observed if not permits(a))
+    assert not not_allowed, f"the function calls {not_allowed}, which {role_id}'s policies do not allow"
+
+    def exempt(statement: dict, action: str) -> bool:
+        service = action.split(":", 1)[0].lower()
+        if service in ("logs", "kms"):
+            return True  # the runtime's log delivery; SNS's encryption of the topic
+        # CDK's grant for the failure destination (sqs:SendMessage + GetQueueAttributes/
+        # GetQueueUrl on that queue): the Lambda service uses it, never the function's code.
+        return service == "sqs" and statement.get("Resource") in failure_destinations
+
+    unused = sorted({a for s in allow for a in _actions(s) if not exempt(s, a)
+                     and not any(fnmatch.fnmatchcase(o.lower(), a.lower()) for o in observed)})
+    print(f"\nobserved: {sorted(observed)}\nallowed: {sorted(allowed)}")
+    assert not unused, f"{role_id} allows {unused}, which the function never called"
