@@ -147,7 +147,7 @@ def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run
         return h.FunctionProcess(endpoint, env=fenv, binary=binary, log_path=logs / f"run{run}-{name}.log")
 
     # -- init only: spawn -> ready, CPU and RSS of a process that handled nothing.
-    m["ready"], m["init_cpu"], m["init_rss"] = [], [], []
+    m["ready"], m["ready_concurrent"], m["init_cpu"], m["init_rss"] = [], [], [], []
     for i in range(INIT_PROCS_PER_RUN):
         fn = spawn(env.timing.url, f"init{i}")
         m["ready"].append(fn.wait_ready())
@@ -183,7 +183,7 @@ def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run
     routes = h.write_main_routes(env.moto, ids, h.route_cidrs(N_ROUTES))
     events = [h.cloudtrail_event(ids["main"], cidr, eni) for cidr, eni in routes]
     fns = [spawn(env.timing.url, f"burst{i}") for i in range(N_PROCS)]
-    m["ready"] += [f.wait_ready() for f in fns]
+    m["ready_concurrent"] += [f.wait_ready() for f in fns]
     env.timing.take()
     cpu0 = [f.cpu_seconds() for f in fns]
     results, m["burst_wall"] = h.run_concurrently(fns, events)
@@ -220,7 +220,7 @@ def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run
     routes = h.write_main_routes(env.moto, ids, h.route_cidrs(N_ROUTES))
     events = [h.cloudtrail_event(ids["main"], cidr, eni) for cidr, eni in routes]
     fns = [spawn(env.fault, f"bucket{i}") for i in range(N_PROCS)]
-    m["ready"] += [f.wait_ready() for f in fns]
+    m["ready_concurrent"] += [f.wait_ready() for f in fns]
     env.control.reset()
     env.control.config(buckets={"mutate": {"capacity": capacity, "refill_per_sec": refill},
                                 "read": {"capacity": 100, "refill_per_sec": 20}}, strict_routes=True)
@@ -309,8 +309,9 @@ def report(runs: list[dict], facts, zip_bytes: int | None, args, command: str) -
     row("  … no-op events only (/proc ticks, 10 ms resolution)",
         [m["noop_cpu_ticks"] / N_ROUTES for m in runs], ms)
     row("CPU of init (spawn → ready)", [c for m in runs for c in m["init_cpu"]], ms)
-    row("process start → ready (spawn → first `next`)", [r for m in runs for r in m["ready"]], ms, "< 20 ms",
-        lambda v: v < 0.020)
+    row("process start → ready (spawn → first `next`), one process at a time",
+        [r for m in runs for r in m["ready"]], ms, "< 20 ms", lambda v: v < 0.020)
+    row("  … 4 processes spawned at once", [r for m in runs for r in m["ready_concurrent"]], ms)
     row("peak RSS across the burst (max VmHWM of any process, per run)", [max(m["rss"]) for m in runs], mib,
         "< 25 MB", lambda v: v < 25 * 1000 * 1000 / 1024)
     row("RSS of an idle process at ready", [r for m in runs for r in m["init_rss"]], mib)

@@ -25,11 +25,13 @@ fn faithful() -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_in_the_main_table_reaches_all_four_custom_tables() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
-    let syncer = syncer(&proxy, None).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
 
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
     let report = handle(
@@ -58,11 +60,13 @@ async fn a_create_in_the_main_table_reaches_all_four_custom_tables() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failover_is_followed_with_one_read_when_warm_and_duplicates_write_nothing() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
-    let syncer = syncer(&proxy, None).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
     handle(
         &syncer,
@@ -102,12 +106,14 @@ async fn a_failover_is_followed_with_one_read_when_warm_and_duplicates_write_not
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_custom_route_to_another_kind_of_next_hop_is_never_clobbered() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
     put_gateway_route(&ec2, &vpc.customs[2], DEST, &vpc.igw).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
-    let syncer = syncer(&proxy, None).await;
 
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
     let report = handle(
@@ -139,14 +145,16 @@ async fn a_custom_route_to_another_kind_of_next_hop_is_never_clobbered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_names_every_table_that_would_change_and_changes_none() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[1]).await;
     put_route(&ec2, &vpc.customs[0], DEST, &vpc.enis[0]).await;
     put_route(&ec2, &vpc.customs[1], DEST, &vpc.enis[1]).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
-    let syncer = syncer(&proxy, None).await;
 
     let request = json!({"vpc-id": vpc.id, "route-table-id": vpc.main,
                          "destination-cidr-block": DEST, "dry-run": true});
@@ -191,21 +199,17 @@ async fn a_dry_run_names_every_table_that_would_change_and_changes_none() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ineligible_routes_are_refused_with_a_specific_reason_and_no_write() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
-    put_route(&ec2, &vpc.main, "10.1.0.0/16", &vpc.enis[0]).await;
-    put_route(&ec2, &vpc.main, "10.2.0.0/16", &vpc.enis[0]).await;
-    put_gateway_route(&ec2, &vpc.main, "0.0.0.0/0", &vpc.igw).await;
-    let proxy = Proxy::start();
-    // Moto never blackholes nor propagates: the proxy rewrites what EC2 would report.
-    proxy.configure(json!({
+    let Scene { ec2, vpc, proxy, syncer, .. } = Scene::start(|vpc| json!({
         "strict_routes": true,
         "rewrite_routes": [
             {"route_table_id": vpc.main, "destination": "10.1.0.0/16", "state": "blackhole"},
             {"route_table_id": vpc.main, "destination": "10.2.0.0/16", "origin": "EnableVgwRoutePropagation"}
         ]
-    }));
-    let syncer = syncer(&proxy, None).await;
+    })).await;
+    put_route(&ec2, &vpc.main, "10.1.0.0/16", &vpc.enis[0]).await;
+    put_route(&ec2, &vpc.main, "10.2.0.0/16", &vpc.enis[0]).await;
+    put_gateway_route(&ec2, &vpc.main, "0.0.0.0/0", &vpc.igw).await;
+    // Moto never blackholes nor propagates: the proxy rewrites what EC2 would report.
 
     let cases = [
         ("10.1.0.0/16", "route-not-active", "blackhole"),
@@ -236,14 +240,17 @@ async fn ineligible_routes_are_refused_with_a_specific_reason_and_no_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_echo_of_our_own_write_costs_one_read_and_no_write() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
     put_route(&ec2, &vpc.customs[0], DEST, &vpc.enis[0]).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
 
     // Cold process: the one read of the table says it is not main.
-    let cold = syncer(&proxy, None).await;
+    let cold = syncer;
     let echo = cloudtrail_event("CreateRoute", &vpc.customs[0], DEST, &vpc.enis[0]);
     let report = handle(&cold, &echo).await;
     assert_eq!(report.outcome, Outcome::Refused);
@@ -266,12 +273,14 @@ async fn the_echo_of_our_own_write_costs_one_read_and_no_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paged_answers_are_followed_to_the_last_table() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| json!({"strict_routes": true, "page_size": 2})).await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
-    let proxy = Proxy::start();
-    proxy.configure(json!({"strict_routes": true, "page_size": 2}));
-    let syncer = syncer(&proxy, None).await;
 
     let request =
         json!({"vpc-id": vpc.id, "route-table-id": vpc.main, "destination-cidr-block": DEST});
@@ -295,14 +304,15 @@ async fn paged_answers_are_followed_to_the_last_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_notice_lists_every_table_with_before_and_after() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        topic,
+    } = Scene::with_notices(|_| faithful()).await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[1]).await;
     put_route(&ec2, &vpc.customs[0], DEST, &vpc.enis[0]).await;
-    let topic = sns_topic().await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
-    let syncer = syncer(&proxy, Some(&topic)).await;
 
     let report = handle(
         &syncer,
@@ -358,14 +368,18 @@ async fn a_change_notice_lists_every_table_with_before_and_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_still_sync_when_sns_is_down() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::with_notices(|_| {
+        json!({"strict_routes": true,
+        "inject": [{"action": "Publish", "status": 500, "code": "InternalError", "times": -1}]})
+    })
+    .await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
-    let topic = sns_topic().await;
-    let proxy = Proxy::start();
-    proxy.configure(json!({"strict_routes": true,
-        "inject": [{"action": "Publish", "status": 500, "code": "InternalError", "times": -1}]}));
-    let syncer = syncer(&proxy, Some(&topic)).await;
 
     let report = handle(
         &syncer,
@@ -385,18 +399,22 @@ async fn routes_still_sync_when_sns_is_down() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_write_faults_are_retried_and_a_table_that_keeps_failing_fails_the_invocation() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::with_notices(|vpc| {
+        json!({"strict_routes": true, "inject": [
+            {"action": "CreateRoute", "status": 503, "code": "Unavailable", "times": 2,
+             "match": {"RouteTableId": vpc.customs[0]}},
+            {"action": "CreateRoute", "status": 500, "code": "InternalError", "times": -1,
+             "match": {"RouteTableId": vpc.customs[1]}}
+        ]})
+    })
+    .await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
-    let topic = sns_topic().await;
-    let proxy = Proxy::start();
-    proxy.configure(json!({"strict_routes": true, "inject": [
-        {"action": "CreateRoute", "status": 503, "code": "Unavailable", "times": 2,
-         "match": {"RouteTableId": vpc.customs[0]}},
-        {"action": "CreateRoute", "status": 500, "code": "InternalError", "times": -1,
-         "match": {"RouteTableId": vpc.customs[1]}}
-    ]}));
-    let syncer = syncer(&proxy, Some(&topic)).await;
 
     let report = handle(
         &syncer,
@@ -465,17 +483,13 @@ async fn transient_write_faults_are_retried_and_a_table_that_keeps_failing_fails
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_that_meets_an_existing_route_looks_again_before_replacing() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
-    put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
-    let proxy = Proxy::start();
-    // While our CreateRoute to customs[0] is in flight, other tooling writes the same
-    // destination there to another ENI; while the one to customs[1] is, to the IGW.
-    proxy.configure(json!({"strict_routes": true, "inject": [
+    let Scene { ec2, vpc, proxy: _proxy, syncer, .. } = Scene::start(|vpc| json!({"strict_routes": true, "inject": [
         {"action": "CreateRoute", "delay_ms": 400, "times": 1, "match": {"RouteTableId": vpc.customs[0]}},
         {"action": "CreateRoute", "delay_ms": 400, "times": 1, "match": {"RouteTableId": vpc.customs[1]}}
-    ]}));
-    let syncer = syncer(&proxy, None).await;
+    ]})).await;
+    put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
+    // While our CreateRoute to customs[0] is in flight, other tooling writes the same
+    // destination there to another ENI; while the one to customs[1] is, to the IGW.
 
     let event = cloudtrail_event("CreateRoute", &vpc.main, DEST, &vpc.enis[0]);
     let (report, ()) = tokio::join!(handle(&syncer, &event), async {
@@ -510,17 +524,13 @@ async fn a_create_that_meets_an_existing_route_looks_again_before_replacing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replace_on_a_route_deleted_meanwhile_creates_it() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene { ec2, vpc, proxy: _proxy, syncer, .. } = Scene::start(|vpc| json!({"strict_routes": true, "inject": [
+        {"action": "ReplaceRoute", "delay_ms": 400, "times": 1, "match": {"RouteTableId": vpc.customs[3]}}
+    ]})).await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[1]).await;
     for table in &vpc.customs {
         put_route(&ec2, table, DEST, &vpc.enis[0]).await;
     }
-    let proxy = Proxy::start();
-    proxy.configure(json!({"strict_routes": true, "inject": [
-        {"action": "ReplaceRoute", "delay_ms": 400, "times": 1, "match": {"RouteTableId": vpc.customs[3]}}
-    ]}));
-    let syncer = syncer(&proxy, None).await;
 
     let event = cloudtrail_event("ReplaceRoute", &vpc.main, DEST, &vpc.enis[1]);
     let (report, ()) = tokio::join!(handle(&syncer, &event), async {
@@ -543,12 +553,15 @@ async fn a_replace_on_a_route_deleted_meanwhile_creates_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_duplicate_late_and_reordered_events_converge_on_the_main_table() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
     // Two function processes, as Lambda runs concurrent invocations.
-    let (one, two) = (syncer(&proxy, None).await, syncer(&proxy, None).await);
+    let (one, two) = (syncer, common::syncer(&proxy, None).await);
 
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
     let create = cloudtrail_event("CreateRoute", &vpc.main, DEST, &vpc.enis[0]);
@@ -582,12 +595,14 @@ async fn concurrent_duplicate_late_and_reordered_events_converge_on_the_main_tab
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_report_no_write_and_the_next_event_still_works() {
-    let ec2 = moto_ec2().await;
-    let vpc = Vpc::build(&ec2).await;
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| faithful()).await;
     put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
-    let proxy = Proxy::start();
-    proxy.configure(faithful());
-    let syncer = syncer(&proxy, None).await;
     let valid = cloudtrail_event("CreateRoute", &vpc.main, DEST, &vpc.enis[0]);
     let with = |path: &[&str], value: serde_json::Value| {
         let mut event: serde_json::Value = serde_json::from_str(&valid).unwrap();
@@ -652,16 +667,4 @@ async fn bad_input_gets_a_clear_report_no_write_and_the_next_event_still_works()
         custom_targets(&ec2, &vpc, DEST).await,
         vec![Some(vpc.enis[0].clone()); 4]
     );
-}
-
-/// A topic in moto, created directly (not through the proxy).
-async fn sns_topic() -> String {
-    let sns = aws_sdk_sns::Client::new(&sdk_config(moto_url()).await);
-    sns.create_topic()
-        .name(format!("sync-routes-{}", fastrand::u64(..)))
-        .send()
-        .await
-        .expect("create topic")
-        .topic_arn
-        .expect("topic arn")
 }

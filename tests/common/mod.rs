@@ -222,6 +222,61 @@ pub async fn syncer(proxy: &Proxy, sns_topic_arn: Option<&str>) -> AwsSyncer {
     runtime::build_with(&config, &sdk_config(&proxy.url).await).0
 }
 
+/// What most tests start from: a fresh VPC in moto, a proxy configured for it, and the
+/// function's engine talking to the proxy.
+pub struct Scene {
+    /// Straight to moto: fixtures and assertions do not show in the proxy's counts.
+    pub ec2: aws_sdk_ec2::Client,
+    pub vpc: Vpc,
+    pub proxy: Proxy,
+    pub syncer: AwsSyncer,
+    /// The notice topic, with `with_notices`.
+    pub topic: String,
+}
+
+impl Scene {
+    pub async fn start(proxy_config: impl FnOnce(&Vpc) -> Value) -> Self {
+        Self::build(proxy_config, false).await
+    }
+
+    /// As `start`, with an SNS topic for the function's notices.
+    pub async fn with_notices(proxy_config: impl FnOnce(&Vpc) -> Value) -> Self {
+        Self::build(proxy_config, true).await
+    }
+
+    async fn build(proxy_config: impl FnOnce(&Vpc) -> Value, notices: bool) -> Self {
+        let ec2 = moto_ec2().await;
+        let vpc = Vpc::build(&ec2).await;
+        let topic = if notices {
+            sns_topic().await
+        } else {
+            String::new()
+        };
+        let proxy = Proxy::start();
+        proxy.configure(proxy_config(&vpc));
+        let syncer = syncer(&proxy, notices.then_some(topic.as_str())).await;
+        Scene {
+            ec2,
+            vpc,
+            proxy,
+            syncer,
+            topic,
+        }
+    }
+}
+
+/// A topic in moto, created directly (not through the proxy).
+pub async fn sns_topic() -> String {
+    let sns = aws_sdk_sns::Client::new(&sdk_config(moto_url()).await);
+    sns.create_topic()
+        .name(format!("sync-routes-{}", fastrand::u64(..)))
+        .send()
+        .await
+        .expect("create topic")
+        .topic_arn
+        .expect("topic arn")
+}
+
 /// A VPC like the issue's: a main table, four custom tables, three ENIs, an internet
 /// gateway.
 pub struct Vpc {

@@ -278,9 +278,10 @@ def test_iam_policy_allows_exactly_what_the_function_calls(function, control, mo
         service = action.split(":", 1)[0].lower()
         if service in ("logs", "kms"):
             return True  # the runtime's log delivery; SNS's encryption of the topic
-        # CDK's grant for the failure destination (sqs:SendMessage + GetQueueAttributes/
-        # GetQueueUrl on that queue): the Lambda service uses it, never the function's code.
-        return service == "sqs" and statement.get("Resource") in failure_destinations
+        # Lambda's failure destination: the service sends there with the function's role and
+        # needs sqs:SendMessage only (CDK's SqsDestination also grants GetQueueAttributes and
+        # GetQueueUrl, which nothing uses: those are reported as unused).
+        return action.lower() == "sqs:sendmessage" and statement.get("Resource") in failure_destinations
 
     unused = sorted({a for s in allow for a in _actions(s) if not exempt(s, a)
                      and not any(fnmatch.fnmatchcase(o.lower(), a.lower()) for o in observed)})
