@@ -56,7 +56,7 @@ def machine_facts(binary: Path) -> list[tuple[str, str]]:
         if line.startswith("model name"):
             cpu = line.split(":", 1)[1].strip()
             break
-    mem_kb = h.proc_status_kb(os.getpid(), "VmRSS")  # placeholder, replaced below
+    mem_kb = 0
     for line in Path("/proc/meminfo").read_text().splitlines():
         if line.startswith("MemTotal:"):
             mem_kb = int(line.split()[1])
@@ -80,7 +80,8 @@ def machine_facts(binary: Path) -> list[tuple[str, str]]:
         ("python", platform.python_version()),
         ("moto", moto_version),
         ("binary", str(binary)),
-        ("binary kind", kind[:120]),
+        ("binary kind", ", ".join(p.strip() for p in kind.split(",")
+                                  if not p.strip().startswith(("interpreter", "BuildID", "for GNU")))),
         ("binary size", f"{binary.stat().st_size / 2**20:.2f} MiB"),
     ]
 
@@ -134,7 +135,8 @@ def outcomes(results) -> dict:
     return out
 
 
-def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run: int) -> dict:
+def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run: int,
+            consume_on_throttle: bool = False) -> dict:
     h.reset_moto(env.moto)
     env.control.reset()
     env.timing.take()
@@ -223,7 +225,8 @@ def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run
     m["ready_concurrent"] += [f.wait_ready() for f in fns]
     env.control.reset()
     env.control.config(buckets={"mutate": {"capacity": capacity, "refill_per_sec": refill},
-                                "read": {"capacity": 100, "refill_per_sec": 20}}, strict_routes=True)
+                                "read": {"capacity": 100, "refill_per_sec": 20}}, strict_routes=True,
+                       throttled_consumes_token=consume_on_throttle)
     results, m["bucket_wall"] = h.run_concurrently(fns, events)
     snap = env.control.calls()
     for f in fns:
@@ -288,7 +291,8 @@ def report(runs: list[dict], facts, zip_bytes: int | None, args, command: str) -
     row("customer case: route writes", [m["burst_writes"] for m in runs], num, "104", lambda v: v == 104)
     row("customer case: SNS messages", [m["burst_publish"] for m in runs], num, "26", lambda v: v == 26)
     cap, refill = args.bucket
-    row(f"customer case behind the write bucket ({cap:g} burst, {refill:g}/s): wall",
+    model = ", throttled calls take tokens" if args.throttled_consumes_token else ""
+    row(f"customer case behind the write bucket ({cap:g} burst, {refill:g}/s{model}): wall",
         [m["bucket_wall"] for m in runs], sec)
     row("  … the bucket's floor ((104 − burst) / refill)", [m["bucket_floor"] for m in runs], sec)
     row("  … wall / floor", [m["bucket_wall"] / m["bucket_floor"] if m["bucket_floor"] else None for m in runs],
@@ -333,6 +337,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--bin", type=Path, default=None, help="default: SYNC_ROUTES_BIN, else the deploy binary")
     ap.add_argument("--bucket", default="50,5", help="mutating bucket CAPACITY,REFILL_PER_SEC (EC2: 50,5)")
+    ap.add_argument("--throttled-consumes-token", action="store_true",
+                    help="bucket scenario with fault_proxy's pessimistic model: a throttled call "
+                         "also takes a token (down to -capacity)")
     ap.add_argument("--write", type=Path, default=None, help="also write the result into this Markdown file")
     ap.add_argument("--no-zip", action="store_true", help="skip zipping the binary")
     ap.add_argument("--logs", type=Path, default=None, help="keep the function logs here")
@@ -343,7 +350,10 @@ def main(argv=None) -> int:
     if msg:
         print(f"bench: {msg}", file=sys.stderr)
         return 2
-    command = " ".join([".venv/bin/python", "bench/run.py"] + [shlex.quote(a) for a in (argv or sys.argv[1:])])
+    env_prefix = [f"{k}={shlex.quote(os.environ[k])}" for k in ("CARGO_TARGET_DIR", "SYNC_ROUTES_BIN")
+                  if os.environ.get(k) and not args.bin]
+    command = " ".join(env_prefix + [".venv/bin/python", "bench/run.py"]
+                       + [shlex.quote(a) for a in (argv or sys.argv[1:])])
 
     facts = machine_facts(binary)
     t0 = time.monotonic()
@@ -355,7 +365,7 @@ def main(argv=None) -> int:
     try:
         for i in range(args.runs):
             t = time.monotonic()
-            runs.append(one_run(env, binary, logs, args.bucket, i + 1))
+            runs.append(one_run(env, binary, logs, args.bucket, i + 1, args.throttled_consumes_token))
             print(f"run {i + 1}/{args.runs}: {time.monotonic() - t:.1f} s", file=sys.stderr, flush=True)
     finally:
         env.close()
@@ -369,6 +379,12 @@ def main(argv=None) -> int:
 
 
 def write_markdown(path: Path, text: str, binary: Path):
+    """Rewrites `path` with this run; a hand-written "## Notes" section at its end is kept."""
+    notes = ""
+    if path.exists():
+        old = path.read_text()
+        at = old.find("\n## Notes")
+        notes = old[at:] if at >= 0 else ""
     path.write_text(f"""# Benchmarks
 
 `bench/run.py` runs the function binary as Lambda does (a mock Lambda Runtime API per process,
@@ -394,7 +410,7 @@ Binary: `{binary}`
 ```
 {text}
 ```
-""")
+{notes}""")
 
 
 if __name__ == "__main__":

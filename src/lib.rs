@@ -6,6 +6,7 @@
 
 pub mod adapters {
     pub mod ec2;
+    pub mod pacer;
     pub mod retry;
     pub mod sns;
     pub mod trigger;

@@ -61,6 +61,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -759,6 +760,13 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     # ~20 SDK clients may connect at once; the default backlog of 5 would refuse some.
     request_queue_size = 128
+
+    def get_request(self):
+        # Headers and body go out in two writes; without TCP_NODELAY the body waits for the
+        # client's delayed ACK on a kept-alive connection (~40 ms a call).
+        conn, addr = super().get_request()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return conn, addr
 
 
 def main(argv=None) -> int:

@@ -7,7 +7,6 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as destinations from 'aws-cdk-lib/aws-lambda-destinations';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -219,7 +218,7 @@ export class SyncRoutes extends Construct {
       environment,
       // Asynchronous invocation (how EventBridge calls it): an error (a failed route write)
       // is retried, and an event that still fails lands in the queue instead of being lost.
-      onFailure: new destinations.SqsDestination(this.failedInvocationsQueue),
+      onFailure: sendOnlyQueueDestination(this.failedInvocationsQueue),
       maxEventAge,
       retryAttempts: props.retryAttempts ?? 2,
     });
@@ -422,6 +421,22 @@ function topicKeyPolicy(): iam.PolicyDocument {
       }),
     ],
   });
+}
+
+/**
+ * Lambda's on-failure destination for a queue, granting `sqs:SendMessage` only: the only call
+ * Lambda makes with the function's role. (CDK's `SqsDestination` grants `grantSendMessages`,
+ * which adds `sqs:GetQueueAttributes` and `sqs:GetQueueUrl`.)
+ */
+function sendOnlyQueueDestination(queue: sqs.IQueue): lambda.IDestination {
+  return {
+    bind: (_scope, fn) => {
+      fn.addToRolePolicy(
+        new iam.PolicyStatement({ sid: 'KeepFailedEvents', actions: ['sqs:SendMessage'], resources: [queue.queueArn] }),
+      );
+      return { destination: queue.queueArn };
+    },
+  };
 }
 
 /** An encrypted, TLS-only queue that keeps failed events for the longest time SQS allows. */

@@ -167,8 +167,8 @@ describe('default deployment', () => {
           { Sid: 'WriteRoutes', Effect: 'Allow', Action: ['ec2:CreateRoute', 'ec2:ReplaceRoute'], Resource: ec2Arn('route-table/*') },
           { Sid: 'PublishAlerts', Effect: 'Allow', Action: 'sns:Publish', Resource: { Ref: TOPIC } },
           { Sid: 'EncryptAlerts', Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: { 'Fn::GetAtt': [KEY, 'Arn'] } },
-          // Granted by the on-failure destination.
-          { Effect: 'Allow', Action: ['sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:SendMessage'], Resource: { 'Fn::GetAtt': [FAILED_QUEUE, 'Arn'] } },
+          // Lambda's on-failure destination sends with the function's role; nothing else.
+          { Sid: 'KeepFailedEvents', Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [FAILED_QUEUE, 'Arn'] } },
         ],
       },
     });

@@ -8,6 +8,7 @@ use aws_sdk_ec2::Client;
 use ipnet::IpNet;
 use tokio::time::Instant;
 
+use crate::adapters::pacer::Pacer;
 use crate::adapters::retry::with_retries;
 use crate::domain::plan::{
     Destination, Route, RouteOrigin, RouteState, RouteTable, Target, TargetKind,
@@ -57,12 +58,21 @@ macro_rules! route_fields {
 
 pub struct Ec2RouteTables {
     client: Client,
+    /// EC2 throttles each action with its own bucket, so each has its own pacing.
+    describe_pacer: Pacer,
+    create_pacer: Pacer,
+    replace_pacer: Pacer,
 }
 
 impl Ec2RouteTables {
     /// `client` must have SDK retries disabled: `retry::with_retries` owns them.
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            describe_pacer: Pacer::default(),
+            create_pacer: Pacer::default(),
+            replace_pacer: Pacer::default(),
+        }
     }
 
     /// One DescribeRouteTables request (following pages) with one filter.
@@ -75,15 +85,20 @@ impl Ec2RouteTables {
         let mut tables = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
-            let page = with_retries("DescribeRouteTables", deadline, || async {
-                self.client
-                    .describe_route_tables()
-                    .filters(Filter::builder().name(filter).values(value).build())
-                    .set_next_token(next_token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| aws_error("DescribeRouteTables", e))
-            })
+            let page = with_retries(
+                "DescribeRouteTables",
+                deadline,
+                &self.describe_pacer,
+                || async {
+                    self.client
+                        .describe_route_tables()
+                        .filters(Filter::builder().name(filter).values(value).build())
+                        .set_next_token(next_token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("DescribeRouteTables", e))
+                },
+            )
             .await?;
             tables.extend(page.route_tables().iter().filter_map(route_table));
             next_token = page
@@ -121,11 +136,11 @@ impl RouteTables for Ec2RouteTables {
         write: &RouteWrite,
         deadline: Instant,
     ) -> Result<WriteOutcome, WriteError> {
-        let operation = match write.mode {
-            WriteMode::Create => "CreateRoute",
-            WriteMode::Replace => "ReplaceRoute",
+        let (operation, pacer) = match write.mode {
+            WriteMode::Create => ("CreateRoute", &self.create_pacer),
+            WriteMode::Replace => ("ReplaceRoute", &self.replace_pacer),
         };
-        let result = with_retries(operation, deadline, || async {
+        let result = with_retries(operation, deadline, pacer, || async {
             let sent = match write.mode {
                 WriteMode::Create => route_fields!(self.client.create_route(), write)?
                     .send()

@@ -6,11 +6,10 @@
 //! SDK's standard mode gives up after 3 attempts, and its exponential back-off (up to 20 s)
 //! leaves refilled tokens unused for seconds, far above the bucket's floor. So the EC2
 //! client has SDK retries off and this loop retries instead:
-//! - throttling: as long as the deadline allows, with full-jitter back-off capped at
-//!   `THROTTLE_CAP`, so that waiting writers (from every concurrent function process)
-//!   pick up each refilled token within a fraction of a second;
-//! - transient faults (5xx, timeouts, dropped connections): a few attempts only, since a
-//!   failing endpoint is better reported than hammered;
+//! - throttling: as long as the deadline allows, each attempt at its turn from the
+//!   action's `Pacer`, which slows the whole process down to what the bucket refills;
+//! - transient faults (5xx, timeouts, dropped connections): a few attempts with
+//!   full-jitter back-off, since a failing endpoint is better reported than hammered;
 //! - anything else: at once, it would fail the same way again.
 
 use std::future::Future;
@@ -18,10 +17,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::adapters::pacer::Pacer;
 use crate::domain::sync::{AwsError, RetryClass, WriteError};
 
 const BASE_DELAY: Duration = Duration::from_millis(50);
-const THROTTLE_CAP: Duration = Duration::from_millis(1000);
 const TRANSIENT_CAP: Duration = Duration::from_millis(1000);
 /// Attempts in all, the first included, for a transient fault.
 const TRANSIENT_ATTEMPTS: u32 = 4;
@@ -45,11 +44,13 @@ impl Retryable for WriteError {
     }
 }
 
-/// Runs `attempt` until it succeeds, fails for good, or the next wait would pass
-/// `deadline`. Returns the last error in the two latter cases.
+/// Runs `attempt` until it succeeds, fails for good, or the next try would pass
+/// `deadline`; returns the last error in the two latter cases. Every attempt waits for its
+/// turn with `pacer`, the process-wide pacing of this EC2 action, and tells it how it went.
 pub async fn with_retries<T, E, F, Fut>(
     operation: &'static str,
     deadline: Instant,
+    pacer: &Pacer,
     mut attempt: F,
 ) -> Result<T, E>
 where
@@ -57,27 +58,47 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
+    // The first attempt always goes, at its turn (or at the deadline, if that is sooner).
+    tokio::time::sleep_until(pacer.reserve().min(deadline)).await;
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
         let error = match attempt().await {
-            Ok(value) => return Ok(value),
+            Ok(value) => {
+                pacer.on_success();
+                return Ok(value);
+            }
             Err(error) => error,
         };
-        let cap = match error.retry_class() {
+        match error.retry_class() {
             RetryClass::Permanent => return Err(error),
             RetryClass::Transient if attempts >= TRANSIENT_ATTEMPTS => return Err(error),
-            RetryClass::Transient => TRANSIENT_CAP,
-            RetryClass::Throttled => THROTTLE_CAP,
-        };
-        let delay = full_jitter(attempts, cap);
-        if Instant::now() + delay >= deadline {
-            tracing::warn!(operation, attempts, error = %error, "giving up: the invocation's deadline is near");
-            return Err(error);
+            // The pacer spaces the next attempt; no timer of our own on top of it.
+            RetryClass::Throttled => pacer.on_throttled(),
+            RetryClass::Transient => {
+                let delay = full_jitter(attempts, TRANSIENT_CAP);
+                if Instant::now() + delay >= deadline {
+                    return give_up(operation, attempts, error);
+                }
+                tokio::time::sleep(delay).await;
+            }
         }
-        tracing::debug!(operation, attempts, delay_ms = delay.as_millis() as u64, error = %error, "retrying");
-        tokio::time::sleep(delay).await;
+        let turn = pacer.reserve();
+        if turn >= deadline {
+            return give_up(operation, attempts, error);
+        }
+        tracing::debug!(operation, attempts, rate = pacer.rate(), error = %error, "retrying");
+        tokio::time::sleep_until(turn).await;
     }
+}
+
+fn give_up<T, E: std::fmt::Display>(
+    operation: &'static str,
+    attempts: u32,
+    error: E,
+) -> Result<T, E> {
+    tracing::warn!(operation, attempts, error = %error, "giving up: the invocation's deadline is near");
+    Err(error)
 }
 
 /// "Full jitter" (AWS Architecture Blog, Exponential Backoff And Jitter): a uniform wait in
@@ -107,7 +128,8 @@ mod tests {
         budget: Duration,
     ) -> (Result<u32, AwsError>, u32) {
         let calls = AtomicU32::new(0);
-        let result = with_retries("CreateRoute", Instant::now() + budget, || {
+        let pacer = Pacer::default();
+        let result = with_retries("CreateRoute", Instant::now() + budget, &pacer, || {
             let n = calls.fetch_add(1, Ordering::SeqCst) + 1;
             async move {
                 if n <= failures {
@@ -123,9 +145,10 @@ mod tests {
 
     #[tokio::test]
     async fn throttling_is_retried_until_it_clears() {
-        let (result, calls) = run(RetryClass::Throttled, 6, Duration::from_secs(60)).await;
-        assert_eq!(result, Ok(7));
-        assert_eq!(calls, 7);
+        // Paced at about 2 calls a second after the first throttle: ~1.5 s.
+        let (result, calls) = run(RetryClass::Throttled, 3, Duration::from_secs(60)).await;
+        assert_eq!(result, Ok(4));
+        assert_eq!(calls, 4);
     }
 
     #[tokio::test]
@@ -133,7 +156,10 @@ mod tests {
         let (result, calls) =
             run(RetryClass::Throttled, u32::MAX, Duration::from_millis(1500)).await;
         assert_eq!(result.unwrap_err().retry, RetryClass::Throttled);
-        assert!(calls >= 3, "only {calls} attempts in 1.5 s");
+        assert!(
+            (2..=4).contains(&calls),
+            "{calls} attempts in 1.5 s at 2 a second"
+        );
     }
 
     #[tokio::test]
@@ -155,7 +181,7 @@ mod tests {
     #[test]
     fn jitter_stays_under_its_cap() {
         for attempt in 1..40 {
-            assert!(full_jitter(attempt, THROTTLE_CAP) < THROTTLE_CAP);
+            assert!(full_jitter(attempt, TRANSIENT_CAP) < TRANSIENT_CAP);
         }
     }
 }

@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -122,16 +121,21 @@ def test_runtime_contract_bad_payloads_then_a_valid_event(function, control, mot
     assert fn.alive()
 
 
-def test_customer_case_26_routes_x_4_tables_behind_the_write_bucket(function, control, moto_url):
+@pytest.mark.parametrize("throttled_consumes_token", [False, True], ids=["throttled-free", "throttled-cost"])
+def test_customer_case_26_routes_x_4_tables_behind_the_write_bucket(function, control, moto_url,
+                                                                    throttled_consumes_token):
     """The seed's customer case: 26 routes x 4 custom tables changed at once, 26 events
     handled by 4 concurrent function processes, behind EC2's mutating-call token bucket
-    (scaled down 5x in capacity and up 2x in rate to keep the test short)."""
-    capacity, refill, n_routes, n_procs = 10, 10.0, 26, 4
+    (50 burst, 5 per second, as EC2 documents it). EC2's documentation
+    does not say whether a throttled call costs a token, so both models must hold: where it
+    does, unpaced retries would keep the bucket in debt and no write would land."""
+    capacity, refill, n_routes, n_procs = 50, 5.0, 26, 4  # EC2's own figures: floor 10.8 s
     ids = h.build_vpc(moto_url)
     routes = h.write_main_routes(moto_url, ids, h.route_cidrs(n_routes))
     events = [h.cloudtrail_event(ids["main"], cidr, eni) for cidr, eni in routes]
     fns = [function(name=f"fn{i}") for i in range(n_procs)]
-    control.config(buckets={"mutate": {"capacity": capacity, "refill_per_sec": refill}}, strict_routes=True)
+    control.config(buckets={"mutate": {"capacity": capacity, "refill_per_sec": refill}}, strict_routes=True,
+                   throttled_consumes_token=throttled_consumes_token)
 
     results, wall = h.run_concurrently(fns, events, deadline_s=60)
 
@@ -140,7 +144,7 @@ def test_customer_case_26_routes_x_4_tables_behind_the_write_bucket(function, co
     snap = control.calls()
     attempts = snap["counts"].get("CreateRoute", 0)
     throttled = snap["throttled_counts"].get("CreateRoute", 0)
-    print(f"\ncustomer case: wall {wall:.2f}s, floor {floor:.2f}s, ratio {wall / floor:.2f}, "
+    print(f"\ncustomer case ({'throttled calls cost a token' if throttled_consumes_token else 'throttled calls free'}): wall {wall:.2f}s, floor {floor:.2f}s, ratio {wall / floor:.2f}, "
           f"CreateRoute attempts {attempts} ({throttled} throttled), "
           f"DescribeRouteTables {snap['counts'].get('DescribeRouteTables', 0)}")
 
@@ -150,7 +154,12 @@ def test_customer_case_26_routes_x_4_tables_behind_the_write_bucket(function, co
     assert all({t["action"] for t in r.report["tables"]} == {"created"} for r in results)
     assert attempts - throttled == total_writes, "every write lands exactly once"
     assert_synced(moto_url, ids, routes)
-    assert wall <= 1.5 * floor, f"wall {wall:.2f}s > 1.5 x floor {floor:.2f}s"
+    # Throttled calls free (a plain token bucket, as EC2 describes it): within 1.5x the floor.
+    # Throttled calls costing a token (a pessimistic model): every call made while the bucket
+    # is empty deepens the debt, so AIMD's probing above the refill rate costs more; the bound
+    # then only proves there is no livelock (unpaced retries: 13 of 26 events failed, 232 s).
+    bound = 5.0 if throttled_consumes_token else 1.5
+    assert wall <= bound * floor, f"wall {wall:.2f}s > {bound} x floor {floor:.2f}s"
 
 
 def test_loop_guard_own_write_echo_costs_one_read(function, control, moto_url):

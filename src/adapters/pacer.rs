@@ -1,0 +1,146 @@
+//! Client-side pacing for one EC2 action, shared by every call this process makes.
+//!
+//! EC2 throttles each action with a token bucket per account and region. Retrying each
+//! throttled call on its own timer is not enough: with 16 writes in flight per process
+//! and several processes, the retries alone can outrun the refill rate, and if EC2 counts
+//! throttled calls against the bucket (its documentation does not say it doesn't), the
+//! bucket never gets out of debt: a livelock in which no write lands.
+//!
+//! So the process paces itself, AIMD style (as TCP does): unpaced until EC2 first says
+//! `RequestLimitExceeded`; then at most `rate` calls a second, cut to 70% on a throttle
+//! (at most once per `DECREASE_INTERVAL`, so that a herd of throttles from one burst
+//! counts once) and raised by `RATE_GAIN_PER_SECOND` each second of successes, until it is
+//! unpaced again. Processes pacing this way share the bucket's refill between them without
+//! talking to each other, and hover just under it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Calls a second right after the first throttle: below EC2's default refill of 5/s, as
+/// several processes usually throttle together.
+const RATE_AFTER_THROTTLE: f64 = 2.0;
+const MIN_RATE: f64 = 0.2;
+const DECREASE_FACTOR: f64 = 0.7;
+/// Additive increase: calls a second gained per second of successes (each success adds
+/// this divided by the rate, so the gain does not depend on how fast calls succeed).
+const RATE_GAIN_PER_SECOND: f64 = 0.5;
+/// Above this, pacing stops: far above any bucket's refill.
+const UNPACED_RATE: f64 = 50.0;
+const DECREASE_INTERVAL: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Default)]
+pub struct Pacer {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Calls a second; `None` while unpaced.
+    rate: Option<f64>,
+    next_slot: Option<Instant>,
+    last_decrease: Option<Instant>,
+}
+
+impl Pacer {
+    /// The instant this call may go out (now, when unpaced), reserving that slot.
+    pub fn reserve(&self) -> Instant {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let Some(rate) = state.rate else {
+            return now;
+        };
+        let slot = state.next_slot.map_or(now, |next| next.max(now));
+        state.next_slot = Some(slot + Duration::from_secs_f64(1.0 / rate));
+        slot
+    }
+
+    pub fn on_throttled(&self) {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if state
+            .last_decrease
+            .is_some_and(|last| now.duration_since(last) < DECREASE_INTERVAL)
+        {
+            return;
+        }
+        state.last_decrease = Some(now);
+        let rate = state.rate.map_or(RATE_AFTER_THROTTLE, |rate| {
+            (rate * DECREASE_FACTOR).max(MIN_RATE)
+        });
+        state.rate = Some(rate);
+        // Slots handed out at the old rate would let a burst through: start over.
+        state.next_slot = Some(now + Duration::from_secs_f64(1.0 / rate));
+    }
+
+    pub fn on_success(&self) {
+        let mut state = self.lock();
+        if let Some(rate) = state.rate {
+            let raised = rate + RATE_GAIN_PER_SECOND / rate;
+            state.rate = (raised < UNPACED_RATE).then_some(raised);
+        }
+    }
+
+    /// Calls a second, or `None` while unpaced (for tests and logs).
+    pub fn rate(&self) -> Option<f64> {
+        self.lock().rate
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // The state is three plain values, consistent after every statement.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpaced_until_the_first_throttle() {
+        let pacer = Pacer::default();
+        let now = Instant::now();
+        for _ in 0..100 {
+            assert!(pacer.reserve() <= Instant::now());
+        }
+        assert!(Instant::now().duration_since(now) < Duration::from_millis(50));
+        assert_eq!(pacer.rate(), None);
+    }
+
+    #[test]
+    fn a_throttle_spaces_the_following_calls() {
+        let pacer = Pacer::default();
+        pacer.on_throttled();
+        assert_eq!(pacer.rate(), Some(RATE_AFTER_THROTTLE));
+        let slots: Vec<Instant> = (0..4).map(|_| pacer.reserve()).collect();
+        for pair in slots.windows(2) {
+            assert_eq!(pair[1] - pair[0], Duration::from_millis(500));
+        }
+    }
+
+    #[test]
+    fn a_herd_of_throttles_lowers_the_rate_once() {
+        let pacer = Pacer::default();
+        pacer.on_throttled();
+        for _ in 0..16 {
+            pacer.on_throttled();
+        }
+        assert_eq!(pacer.rate(), Some(RATE_AFTER_THROTTLE));
+    }
+
+    #[test]
+    fn successes_raise_the_rate_until_pacing_stops() {
+        let pacer = Pacer::default();
+        pacer.on_throttled();
+        pacer.on_success();
+        assert_eq!(
+            pacer.rate(),
+            Some(RATE_AFTER_THROTTLE + RATE_GAIN_PER_SECOND / RATE_AFTER_THROTTLE)
+        );
+        for _ in 0..100_000 {
+            pacer.on_success();
+        }
+        assert_eq!(pacer.rate(), None);
+    }
+}
