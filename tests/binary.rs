@@ -72,6 +72,31 @@ fn a_missing_file_is_reported() {
     assert!(stderr(&out).contains("cannot read /nonexistent/event.json"));
 }
 
+#[test]
+fn a_rejected_payload_is_logged_as_the_cdk_alarm_expects() {
+    // cdk/lib/sync-routes.ts alarms on log lines matching { $.decision = "rejected" }.
+    let path = std::env::temp_dir().join(format!("sync-routes-bad-{}.json", std::process::id()));
+    std::fs::write(&path, r#"{"route-table-id": "rtb-12"}"#).unwrap();
+    let out = sync_routes(&["invoke", path.to_str().unwrap()], &[]);
+    let _ = std::fs::remove_file(&path);
+    assert!(
+        out.status.success(),
+        "bad input is a final answer: {}",
+        stderr(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["outcome"], "rejected");
+    assert!(report["message"]
+        .as_str()
+        .unwrap()
+        .contains("not a valid route table id"));
+    let logged = stderr(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .any(|l| l["decision"] == "rejected" && l["level"] == "WARN");
+    assert!(logged, "{}", stderr(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invoke_runs_a_sample_event_and_prints_the_report() {
     let ec2 = moto_ec2().await;

@@ -261,6 +261,7 @@ export class SyncRoutes extends Construct {
         'A sync-routes invocation failed after all retries; the event is kept in the failed-invocations queue'),
       queueAlarm(this, 'RuleDeadLetterAlarm', this.ruleDeadLetterQueue,
         'EventBridge could not deliver a route change to sync-routes; the event is kept in the dead-letter queue'),
+      this.rejectedEventsAlarm(logGroup),
     ];
     this.alarms.forEach((alarm) => alarm.addAlarmAction(alarmAction));
 
@@ -268,6 +269,29 @@ export class SyncRoutes extends Construct {
     if (props.createTrail) {
       this.trail = this.createTrail();
     }
+  }
+
+  /**
+   * A payload the function cannot understand is answered with a `rejected` report, not an
+   * error (retrying the same bytes cannot help), so it never reaches the failure queue. The
+   * function logs it as `"decision": "rejected"`; this alarm makes sure someone sees it.
+   */
+  private rejectedEventsAlarm(logGroup: logs.LogGroup): cloudwatch.Alarm {
+    const filter = new logs.MetricFilter(this, 'RejectedEvents', {
+      logGroup,
+      filterPattern: logs.FilterPattern.stringValue('$.decision', '=', 'rejected'),
+      metricNamespace: 'SyncRoutes',
+      metricName: 'RejectedEvents',
+      metricValue: '1',
+    });
+    return new cloudwatch.Alarm(this, 'RejectedEventsAlarm', {
+      alarmDescription: 'sync-routes received a payload it could not understand; see its logs ("decision": "rejected")',
+      metric: filter.metric({ period: Duration.minutes(5), statistic: cloudwatch.Stats.SUM }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
   }
 
   private subscribeEmail(alertEmail: string | undefined): void {

@@ -129,8 +129,8 @@ describe('default deployment', () => {
     }));
   });
 
-  test('alarms: function errors and both failure queues, all notifying the topic', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+  test('alarms: function errors, both failure queues and rejected payloads, all notifying the topic', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
     const common = {
       Threshold: 1,
       EvaluationPeriods: 1,
@@ -141,6 +141,14 @@ describe('default deployment', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       ...common, Namespace: 'AWS/Lambda', MetricName: 'Errors', Statistic: 'Sum', Period: 300,
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: FUNCTION } }],
+    });
+    template.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: LOG_GROUP },
+      FilterPattern: '{ $.decision = "rejected" }',
+      MetricTransformations: [{ MetricNamespace: 'SyncRoutes', MetricName: 'RejectedEvents', MetricValue: '1' }],
+    });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      ...common, Namespace: 'SyncRoutes', MetricName: 'RejectedEvents', Statistic: 'Sum', Period: 300,
     });
     for (const queue of [FAILED_QUEUE, DLQ]) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
