@@ -495,7 +495,7 @@ def stop_process(proc: subprocess.Popen):
 
 
 def start_moto() -> tuple[subprocess.Popen, str]:
-    """moto_server on 127.0.0.1 (same command as tests/python/conftest.py)."""
+    """moto_server on 127.0.0.1 (also the tests' `moto_url` fixture)."""
     if not os.access(MOTO_SERVER, os.X_OK):
         raise FileNotFoundError(f"{MOTO_SERVER} is missing: run `bash tests/tools/setup.sh` first")
     port = free_port()
@@ -527,7 +527,7 @@ def start_fault_proxy(upstream: str) -> tuple[subprocess.Popen, str]:
 
 
 class Control:
-    """Client for the fault proxy's /_fault/ control API (same as conftest's)."""
+    """Client for the fault proxy's /_fault/ control API (the tests' `control` fixture)."""
 
     def __init__(self, base: str):
         self.base = base
