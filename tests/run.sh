@@ -16,7 +16,7 @@ step() { printf '\n== %s (%ds)\n' "$*" "$((SECONDS - started))"; }
 
 step "tools"
 bash tests/tools/setup.sh
-export PATH="$repo/.venv/bin:$PATH" # cargo-lambda (with zig), cfn-lint, pytest
+export PATH="$(readlink -f "$repo/.venv")/bin:$PATH" # cargo-lambda (with zig), cfn-lint, pytest
 target="${CARGO_TARGET_DIR:-$repo/target}"
 
 step "Rust: format and lint"

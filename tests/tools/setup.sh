@@ -4,7 +4,9 @@
 # Idempotent and quiet when already done; sourced or run by tests/run.sh and events/demo.sh.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-venv="$repo/.venv"
+# .venv may be a link to a venv kept elsewhere (.ci/run does that); create it at its real
+# path, which pip writes into every script's shebang.
+venv=$(readlink -f "$repo/.venv")
 req="$repo/tests/tools/requirements.txt"
 stamp="$venv/.requirements.sha256"
 want=$(sha256sum "$req" | cut -d' ' -f1)
