@@ -668,3 +668,48 @@ async fn bad_input_gets_a_clear_report_no_write_and_the_next_event_still_works()
         vec![Some(vpc.enis[0].clone()); 4]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_that_keeps_failing_fails_the_invocation_without_writing() {
+    let Scene {
+        ec2,
+        vpc,
+        proxy,
+        syncer,
+        ..
+    } = Scene::start(|_| {
+        json!({"inject": [{"action": "DescribeRouteTables", "status": 503, "code": "Unavailable", "times": -1}]})
+    })
+    .await;
+    put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
+
+    let report = handle(
+        &syncer,
+        &cloudtrail_event("CreateRoute", &vpc.main, DEST, &vpc.enis[0]),
+    )
+    .await;
+
+    assert_eq!(report.outcome, Outcome::Failed, "{report:#?}");
+    assert!(report.is_failure(), "Lambda must retry the event later");
+    assert!(
+        report
+            .message
+            .starts_with("could not read the route tables"),
+        "{}",
+        report.message
+    );
+    assert!(
+        report
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Unavailable"),
+        "{report:#?}"
+    );
+    assert_eq!(
+        proxy.count("DescribeRouteTables"),
+        4,
+        "a transient fault gets 4 attempts"
+    );
+    assert_eq!(proxy.writes(), 0);
+}
