@@ -34,7 +34,7 @@ eni_a=$(echo "$ids" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["eni
 eni_b=$(echo "$ids" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["enis"][1])')
 echo "== a VPC in the emulator: $ids"
 echo
-echo "== before: no route to 10.100.0.0/16 in the main table (the last custom table sends it to an internet gateway)"
+echo "== before: no route to 10.100.0.0/16 in the main table (one custom table already sends it to an internet gateway)"
 "$py" tests/tools/demo_vpc.py show "$ids"
 
 run() { # $1: event file. Logs (JSON lines) go to $work/function.log; the report is printed.
