@@ -188,26 +188,22 @@ def one_run(env: Env, binary: Path, logs: Path, bucket: tuple[float, float], run
     m["ready_concurrent"] += [f.wait_ready() for f in fns]
     env.timing.take()
     cpu0 = [f.cpu_seconds() for f in fns]
-    results, m["burst_wall"] = h.run_concurrently(fns, events)
-    calls = env.timing.take()
-    cpu1 = [f.cpu_seconds() for f in fns]
-    m["burst_outcomes"] = outcomes(results)
-    if m["burst_outcomes"] != {"synced": N_ROUTES}:
-        problems.append(f"burst outcomes {m['burst_outcomes']}")
-    m["burst_reads"] = count(calls, "DescribeRouteTables")
-    m["burst_writes"] = count(calls, "CreateRoute", "ReplaceRoute")
-    m["burst_publish"] = count(calls, "Publish")
-    check_synced(env, ids, routes, problems, "burst")
+    def round_of_events(label: str, expected_outcome: str):
+        """The 26 events through the 4 processes: wall, outcomes and calls, under m[label_*]."""
+        results, m[f"{label}_wall"] = h.run_concurrently(fns, events)
+        calls = env.timing.take()
+        m[f"{label}_outcomes"] = outcomes(results)
+        if m[f"{label}_outcomes"] != {expected_outcome: N_ROUTES}:
+            problems.append(f"{label} outcomes {m[f'{label}_outcomes']}")
+        m[f"{label}_reads"] = count(calls, "DescribeRouteTables")
+        m[f"{label}_writes"] = count(calls, "CreateRoute", "ReplaceRoute")
+        m[f"{label}_publish"] = count(calls, "Publish")
 
-    results, m["noop_wall"] = h.run_concurrently(fns, events)
-    calls = env.timing.take()
+    round_of_events("burst", "synced")
+    cpu1 = [f.cpu_seconds() for f in fns]
+    check_synced(env, ids, routes, problems, "burst")
+    round_of_events("noop", "unchanged")
     cpu2 = [f.cpu_seconds() for f in fns]
-    m["noop_outcomes"] = outcomes(results)
-    if m["noop_outcomes"] != {"unchanged": N_ROUTES}:
-        problems.append(f"no-op outcomes {m['noop_outcomes']}")
-    m["noop_reads"] = count(calls, "DescribeRouteTables")
-    m["noop_writes"] = count(calls, "CreateRoute", "ReplaceRoute")
-    m["noop_publish"] = count(calls, "Publish")
     m["burst_cpu_ticks"] = sum(b - a for a, b in zip(cpu0, cpu1))
     m["noop_cpu_ticks"] = sum(b - a for a, b in zip(cpu1, cpu2))
     for f in fns:
