@@ -278,31 +278,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             tables.push(table_report);
         }
         for table in &plan.actions {
-            let (action, before, reason) = match &table.action {
-                Action::Unchanged => (
-                    TableActionTaken::Unchanged,
-                    Some(plan.target.to_string()),
-                    None,
-                ),
-                Action::Skip(reason) => (
-                    TableActionTaken::Skipped,
-                    skipped_target(reason),
-                    Some(reason.to_string()),
-                ),
-                Action::Create | Action::Replace { .. } => continue,
-            };
-            let after = before.clone();
-            tracing::info!(
-                decision = action.name(), table = %table.table_id, destination = %plan.destination,
-                before = before.as_deref(), after = after.as_deref(), reason = reason.as_deref(),
-            );
-            tables.push(TableReport {
-                route_table_id: table.table_id.clone(),
-                action,
-                before,
-                after,
-                reason,
-            });
+            if let Some(settled) = settled(&table.table_id, &table.action, plan) {
+                log_table(plan, &settled, dry_run);
+                tables.push(settled);
+            }
         }
         tables.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
         tables
@@ -325,30 +304,16 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         let mut action = action.clone();
         let mut redecisions = 0;
         let result = loop {
+            if let Some(mut settled) = settled(table_id, &action, plan) {
+                if settled.action == TableActionTaken::Unchanged {
+                    settled.reason = Some("already in place (written concurrently)".into());
+                }
+                break settled;
+            }
             let (mode, before) = match &action {
-                Action::Create => (WriteMode::Create, None),
                 Action::Replace { before } => (WriteMode::Replace, Some(before.to_string())),
-                Action::Unchanged => {
-                    break table_report(
-                        table_id,
-                        TableActionTaken::Unchanged,
-                        plan,
-                        Some(plan.target.to_string()),
-                        Some("already in place (written concurrently)".into()),
-                    );
-                }
-                Action::Skip(reason) => {
-                    let before = skipped_target(reason);
-                    let mut report = table_report(
-                        table_id,
-                        TableActionTaken::Skipped,
-                        plan,
-                        before.clone(),
-                        Some(reason.to_string()),
-                    );
-                    report.after = before;
-                    break report;
-                }
+                // Action::Create; `settled` took the others.
+                _ => (WriteMode::Create, None),
             };
             let write = RouteWrite {
                 table_id: table_id.to_owned(),
@@ -413,11 +378,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 }
             }
         };
-        tracing::info!(
-            decision = result.action.name(), table = table_id, destination = %plan.destination,
-            before = result.before.as_deref(), after = result.after.as_deref(),
-            reason = result.reason.as_deref(), dry_run,
-        );
+        log_table(plan, &result, dry_run);
         (result, calls)
     }
 
@@ -470,6 +431,38 @@ fn table_report(
         after,
         reason,
     }
+}
+
+/// The report of a table that needs no write (unchanged, or skipped with its reason), or
+/// `None` for a create or replace.
+fn settled(table_id: &str, action: &Action, plan: &Plan) -> Option<TableReport> {
+    let (taken, before, reason) = match action {
+        Action::Unchanged => (
+            TableActionTaken::Unchanged,
+            Some(plan.target.to_string()),
+            None,
+        ),
+        Action::Skip(reason) => (
+            TableActionTaken::Skipped,
+            skipped_target(reason),
+            Some(reason.to_string()),
+        ),
+        Action::Create | Action::Replace { .. } => return None,
+    };
+    Some(table_report(table_id, taken, plan, before, reason))
+}
+
+/// One log line per table decision, with the before and after.
+fn log_table(plan: &Plan, table: &TableReport, dry_run: bool) {
+    tracing::info!(
+        decision = table.action.name(),
+        table = %table.route_table_id,
+        destination = %plan.destination,
+        before = table.before.as_deref(),
+        after = table.after.as_deref(),
+        reason = table.reason.as_deref(),
+        dry_run,
+    );
 }
 
 fn skipped_target(reason: &plan::SkipReason) -> Option<String> {
