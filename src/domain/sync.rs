@@ -323,25 +323,29 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 dry_run,
             };
             calls.writes += 1;
-            let taken = match (self.ec2.write_route(&write, deadline).await, mode) {
-                (Ok(WriteOutcome::Written), WriteMode::Create) => Ok(TableActionTaken::Created),
-                (Ok(WriteOutcome::Written), WriteMode::Replace) => Ok(TableActionTaken::Replaced),
+            let attempt = match (self.ec2.write_route(&write, deadline).await, mode) {
+                (Ok(WriteOutcome::Written), WriteMode::Create) => {
+                    Attempt::Done(TableActionTaken::Created)
+                }
+                (Ok(WriteOutcome::Written), WriteMode::Replace) => {
+                    Attempt::Done(TableActionTaken::Replaced)
+                }
                 (Ok(WriteOutcome::DryRunPassed), WriteMode::Create) => {
-                    Ok(TableActionTaken::WouldCreate)
+                    Attempt::Done(TableActionTaken::WouldCreate)
                 }
                 (Ok(WriteOutcome::DryRunPassed), WriteMode::Replace) => {
-                    Ok(TableActionTaken::WouldReplace)
+                    Attempt::Done(TableActionTaken::WouldReplace)
                 }
                 (Err(WriteError::AlreadyExists | WriteError::NotFound), _)
                     if redecisions < MAX_REDECISIONS =>
                 {
-                    Err(None)
+                    Attempt::LookAgain
                 }
-                (Err(error), _) => Err(Some(error.to_string())),
+                (Err(error), _) => Attempt::Failed(error.to_string()),
             };
-            match taken {
-                Ok(taken) => break table_report(table_id, taken, plan, before, None),
-                Err(Some(error)) => {
+            match attempt {
+                Attempt::Done(taken) => break table_report(table_id, taken, plan, before, None),
+                Attempt::Failed(error) => {
                     break table_report(
                         table_id,
                         TableActionTaken::Failed,
@@ -350,7 +354,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                         Some(error),
                     )
                 }
-                Err(None) => {
+                Attempt::LookAgain => {
                     redecisions += 1;
                     calls.reads += 1;
                     action = match self.ec2.table(table_id, deadline).await {
@@ -405,6 +409,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// How one write to a table went.
+enum Attempt {
+    Done(TableActionTaken),
+    Failed(String),
+    /// EC2 says the table changed since it was read: read it again and re-decide.
+    LookAgain,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
