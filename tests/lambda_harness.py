@@ -34,8 +34,11 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fault_proxy  # noqa: E402  (its HTTP server class)
 
 REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = REPO / ".venv" / "bin"
@@ -89,17 +92,9 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
     return handler.rfile.read(n) if n else b""
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def get_request(self):
-        # BaseHTTPRequestHandler sends the headers and the body in two writes; with Nagle on,
-        # the body waits for the client's delayed ACK of the headers (40 ms on Linux), a stall
-        # that real AWS and the real Runtime API do not cause. So: TCP_NODELAY.
-        sock, addr = super().get_request()
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock, addr
+class _Server(fault_proxy.Server):
+    """The fault proxy's server (threaded, TCP_NODELAY, a deep backlog), quiet about the
+    connections a stopped function process leaves behind."""
 
     def handle_error(self, request, client_address):
         # A function process killed while its `next` was pending resets the connection.
