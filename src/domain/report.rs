@@ -175,3 +175,36 @@ impl Report {
         self.outcome == Outcome::Failed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `name()` feeds log lines (and the CDK app's metric filter on them): it must say what
+    /// the report's JSON says.
+    #[test]
+    fn names_match_the_json() {
+        for outcome in [
+            Outcome::Synced,
+            Outcome::Unchanged,
+            Outcome::DryRun,
+            Outcome::Refused,
+            Outcome::Ignored,
+            Outcome::Rejected,
+            Outcome::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(outcome).unwrap(), outcome.name());
+        }
+        for action in [
+            TableActionTaken::Created,
+            TableActionTaken::Replaced,
+            TableActionTaken::Unchanged,
+            TableActionTaken::Skipped,
+            TableActionTaken::WouldCreate,
+            TableActionTaken::WouldReplace,
+            TableActionTaken::Failed,
+        ] {
+            assert_eq!(serde_json::to_value(action).unwrap(), action.name());
+        }
+    }
+}
