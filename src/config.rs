@@ -3,15 +3,18 @@
 
 use std::collections::BTreeSet;
 
-use crate::domain::plan::{Policy, TargetKind};
+use ipnet::IpNet;
+
+use crate::domain::plan::{DestinationFilter, Policy, TargetKind};
 use crate::domain::sync::SyncSettings;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// `SNS_TOPIC_ARN`: where change notices go; unset or empty means no notices.
     pub sns_topic_arn: Option<String>,
-    /// `SYNC_TARGET_KINDS` and `SYNC_MAX_CONCURRENT_WRITES`.
+    /// `SYNC_TARGET_KINDS`, `SYNC_DESTINATIONS`, `SYNC_VPC_IDS`, `SYNC_PROPAGATE_DELETES`.
     pub policy: Policy,
+    /// `SYNC_MAX_CONCURRENT_WRITES`.
     pub max_concurrent_writes: usize,
 }
 
@@ -43,10 +46,31 @@ impl Config {
                         .into(),
             }),
         };
-        let policy = match lookup("SYNC_TARGET_KINDS") {
-            None => Policy::default(),
-            Some(v) if v.trim().is_empty() => Policy::default(),
-            Some(v) => parse_kinds(&v)?,
+        let set = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let mut policy = Policy::default();
+        if let Some(v) = set("SYNC_TARGET_KINDS") {
+            policy.allowed_kinds = parse_kinds(&v)?;
+        }
+        if let Some(v) = set("SYNC_DESTINATIONS") {
+            policy.destinations = Some(parse_destinations(&v)?);
+        }
+        if let Some(v) = set("SYNC_VPC_IDS") {
+            policy.vpc_ids = Some(parse_vpc_ids(&v)?);
+        }
+        policy.propagate_deletes = match set("SYNC_PROPAGATE_DELETES").as_deref().map(str::trim) {
+            None | Some("false") => false,
+            Some("true") if policy.destinations.is_some() => true,
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: "SYNC_PROPAGATE_DELETES",
+                    value: v.to_owned(),
+                    accepts: if v == "true" {
+                        "true only together with SYNC_DESTINATIONS: deletes need an explicit scope (set SYNC_DESTINATIONS to the CIDRs and prefix lists whose deletions may be copied)".into()
+                    } else {
+                        "true or false (default false)".into()
+                    },
+                })
+            }
         };
         let max_concurrent_writes = match lookup("SYNC_MAX_CONCURRENT_WRITES") {
             None => defaults.max_concurrent_writes,
@@ -72,24 +96,73 @@ impl Config {
         SyncSettings {
             policy: self.policy.clone(),
             max_concurrent_writes: self.max_concurrent_writes,
+            ..SyncSettings::default()
         }
     }
 }
 
-fn parse_kinds(value: &str) -> Result<Policy, ConfigError> {
+fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|n| !n.is_empty())
+}
+
+fn parse_kinds(value: &str) -> Result<BTreeSet<TargetKind>, ConfigError> {
     let mut allowed_kinds = BTreeSet::new();
-    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+    for name in list(value) {
         let kind = TargetKind::from_name(name).ok_or_else(|| ConfigError {
             variable: "SYNC_TARGET_KINDS",
             value: value.to_owned(),
             accepts: format!(
-                "a comma-separated list of: {} (default network-interface)",
-                TargetKind::COPYABLE.map(|(n, _)| n).join(", ")
+                "a comma-separated list of: {} (default network-interface){}",
+                TargetKind::COPYABLE.map(|(n, _)| n).join(", "),
+                if name == "gateway" {
+                    "; `gateway` was split into internet-gateway, virtual-private-gateway, vpc-endpoint and odb-network, so that one never replaces another: name the ones you mean"
+                } else {
+                    ""
+                }
             ),
         })?;
         allowed_kinds.insert(kind);
     }
-    Ok(Policy { allowed_kinds })
+    Ok(allowed_kinds)
+}
+
+fn parse_destinations(value: &str) -> Result<Vec<DestinationFilter>, ConfigError> {
+    let bad = |accepts: String| ConfigError {
+        variable: "SYNC_DESTINATIONS",
+        value: value.to_owned(),
+        accepts,
+    };
+    list(value)
+        .map(|entry| {
+            if entry.starts_with("pl-") {
+                return Ok(DestinationFilter::PrefixList(entry.to_owned()));
+            }
+            let net: IpNet = entry.parse().map_err(|_| {
+                bad(format!("a comma-separated list of CIDR blocks and pl- prefix list ids; {entry:?} is neither"))
+            })?;
+            if net.trunc() != net {
+                return Err(bad(format!("{entry} has host bits set; did you mean {}?", net.trunc())));
+            }
+            Ok(DestinationFilter::Within(net))
+        })
+        .collect()
+}
+
+fn parse_vpc_ids(value: &str) -> Result<BTreeSet<String>, ConfigError> {
+    list(value)
+        .map(|id| {
+            let hex = id.strip_prefix("vpc-").unwrap_or("");
+            if (8..=17).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                Ok(id.to_owned())
+            } else {
+                Err(ConfigError {
+                    variable: "SYNC_VPC_IDS",
+                    value: value.to_owned(),
+                    accepts: format!("a comma-separated list of VPC ids (vpc- and 8 or 17 hex digits); {id:?} is not one"),
+                })
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -143,5 +216,54 @@ mod tests {
         assert_eq!(e.variable, "SNS_TOPIC_ARN");
         let e = config(&[("SYNC_MAX_CONCURRENT_WRITES", "0")]).unwrap_err();
         assert_eq!(e.variable, "SYNC_MAX_CONCURRENT_WRITES");
+        let e = config(&[("SYNC_TARGET_KINDS", "gateway")]).unwrap_err();
+        assert!(
+            e.to_string().contains("was split into internet-gateway"),
+            "{e}"
+        );
+        let e = config(&[("SYNC_DESTINATIONS", "10.1.0.1/16")]).unwrap_err();
+        assert!(e.to_string().contains("did you mean 10.1.0.0/16"), "{e}");
+        let e = config(&[("SYNC_VPC_IDS", "vpc-1, subnet-12345678")]).unwrap_err();
+        assert_eq!(e.variable, "SYNC_VPC_IDS");
+    }
+
+    #[test]
+    fn reads_the_scope() {
+        let c = config(&[
+            ("SYNC_DESTINATIONS", "10.0.0.0/8, pl-0123456789abcdef0"),
+            ("SYNC_VPC_IDS", "vpc-0123456789abcdef0,vpc-11111111"),
+            ("SYNC_PROPAGATE_DELETES", "true"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.policy.destinations,
+            Some(vec![
+                DestinationFilter::Within("10.0.0.0/8".parse().unwrap()),
+                DestinationFilter::PrefixList("pl-0123456789abcdef0".into()),
+            ])
+        );
+        assert_eq!(
+            c.policy.vpc_ids,
+            Some(BTreeSet::from([
+                "vpc-0123456789abcdef0".to_owned(),
+                "vpc-11111111".to_owned()
+            ]))
+        );
+        assert!(c.policy.propagate_deletes);
+    }
+
+    /// Deletes need an explicit scope: the function refuses to start without one.
+    #[test]
+    fn deletes_without_destinations_are_refused() {
+        let e = config(&[("SYNC_PROPAGATE_DELETES", "true")]).unwrap_err();
+        assert_eq!(e.variable, "SYNC_PROPAGATE_DELETES");
+        assert!(e.to_string().contains("SYNC_DESTINATIONS"), "{e}");
+        let e = config(&[
+            ("SYNC_PROPAGATE_DELETES", "yes"),
+            ("SYNC_DESTINATIONS", "10.0.0.0/8"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("true or false"), "{e}");
+        assert!(!config(&[]).unwrap().policy.propagate_deletes);
     }
 }

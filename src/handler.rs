@@ -27,12 +27,11 @@ pub async fn handle<E: RouteTables, N: Notifier>(
         Ok(Trigger::Sync(request)) => {
             tracing::info!(
                 decision = "sync",
-                table = %request.route_table_id,
-                destination = %request.destination,
+                trigger = %request.source.name(),
+                subject = ?request.subject,
                 dry_run = request.dry_run,
-                source = ?request.source,
             );
-            syncer.sync(&request, deadline).await
+            syncer.run(&request, deadline).await
         }
     };
     let json = serde_json::to_string(&report).unwrap_or_default();

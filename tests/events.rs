@@ -1,8 +1,11 @@
 //! The sample events in events/ are what the README tells people to invoke with: each must
 //! parse to the request (or the ignore) it is named for.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use sync_routes::adapters::trigger::{parse, Trigger};
-use sync_routes::domain::request::{RequestSource, SyncRequest};
+use sync_routes::domain::plan::{Destination, Target, TargetKind};
+use sync_routes::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
 
 fn sample(name: &str) -> Trigger {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -17,12 +20,40 @@ fn request(name: &str) -> SyncRequest {
     }
 }
 
+/// The route table and destination of a route request.
+fn route(r: &SyncRequest) -> (&str, String, Option<&str>, Option<&MainRoute>) {
+    match &r.subject {
+        Subject::Route {
+            table_id,
+            vpc_id,
+            destination,
+            expected,
+        } => (
+            table_id.as_str(),
+            destination.to_string(),
+            vpc_id.as_deref(),
+            expected.as_ref(),
+        ),
+        other => panic!("expected a route request, got {other:?}"),
+    }
+}
+
 #[test]
 fn cloudtrail_create_route() {
     let r = request("cloudtrail-create-route.json");
-    assert_eq!(r.route_table_id, "rtb-0a1b2c3d4e5f60001");
-    assert_eq!(r.destination.to_string(), "10.100.0.0/16");
-    assert_eq!((r.vpc_id, r.dry_run), (None, false));
+    let eni = Target::new(TargetKind::NetworkInterface, "eni-0a1b2c3d4e5f60010");
+    assert_eq!(
+        route(&r),
+        (
+            "rtb-0a1b2c3d4e5f60001",
+            "10.100.0.0/16".to_owned(),
+            None,
+            Some(&MainRoute::To(eni))
+        )
+    );
+    assert!(!r.dry_run);
+    // 2026-11-24T09:30:12Z
+    let event_time = UNIX_EPOCH + Duration::from_secs(1_795_512_612);
     assert_eq!(
         r.source,
         RequestSource::CloudTrail {
@@ -31,6 +62,7 @@ fn cloudtrail_create_route() {
             caller: Some(
                 "arn:aws:sts::123456789012:assumed-role/NetworkFailover/failover-script".into()
             ),
+            event_time: Some(event_time),
         }
     );
 }
@@ -38,7 +70,7 @@ fn cloudtrail_create_route() {
 #[test]
 fn cloudtrail_replace_route_from_another_account_without_an_arn() {
     let r = request("cloudtrail-replace-route.json");
-    assert_eq!(r.route_table_id, "rtb-0a1b2c3d4e5f60001");
+    assert_eq!(route(&r).0, "rtb-0a1b2c3d4e5f60001");
     match r.source {
         RequestSource::CloudTrail {
             event_name, caller, ..
@@ -53,7 +85,7 @@ fn cloudtrail_replace_route_from_another_account_without_an_arn() {
 #[test]
 fn cloudtrail_failed_call_is_ignored_with_its_error() {
     match sample("cloudtrail-failed-call.json") {
-        Trigger::Ignore(why) => assert!(why.contains("RouteAlreadyExists"), "{why}"),
+        Trigger::Ignore(why) => assert!(why.contains("Client.RouteAlreadyExists"), "{why}"),
         other => panic!("{other:?}"),
     }
 }
@@ -62,17 +94,192 @@ fn cloudtrail_failed_call_is_ignored_with_its_error() {
 fn cloudtrail_custom_table_is_a_request_the_engine_refuses_after_one_read() {
     // Parsing cannot know the table is custom; the sync's first read can (tests/sync_moto.rs).
     let r = request("cloudtrail-custom-table.json");
-    assert_eq!(r.route_table_id, "rtb-0a1b2c3d4e5f60002");
+    assert_eq!(route(&r).0, "rtb-0a1b2c3d4e5f60002");
 }
 
 #[test]
 fn manual_requests() {
     let sync = request("manual-sync.json");
-    assert_eq!(sync.vpc_id.as_deref(), Some("vpc-0a1b2c3d4e5f60000"));
-    assert_eq!((sync.dry_run, sync.source), (false, RequestSource::Manual));
+    assert_eq!(route(&sync).2, Some("vpc-0a1b2c3d4e5f60000"));
+    assert_eq!(route(&sync).3, None);
+    assert_eq!(
+        (sync.dry_run, &sync.source),
+        (false, &RequestSource::Manual)
+    );
     let dry = request("manual-dry-run.json");
     assert!(dry.dry_run);
-    assert_eq!(dry.destination, sync.destination);
+    assert_eq!(route(&dry).1, route(&sync).1);
+}
+
+#[test]
+fn a_prefix_list_route_from_vmware_cloud() {
+    let r = request("cloudtrail-create-route-prefix-list.json");
+    match &r.subject {
+        Subject::Route { destination, .. } => assert_eq!(
+            destination,
+            &Destination::PrefixList("pl-0a1b2c3d4e5f60020".into())
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_new_table_is_backfilled_by_id_and_vpc_from_the_response() {
+    let r = request("cloudtrail-create-route-table.json");
+    assert_eq!(
+        r.subject,
+        Subject::NewTable {
+            table_id: "rtb-0a1b2c3d4e5f60005".into(),
+            vpc_id: "vpc-0a1b2c3d4e5f60000".into()
+        }
+    );
+}
+
+#[test]
+fn an_association_change_names_the_table() {
+    let r = request("cloudtrail-replace-route-table-association.json");
+    assert_eq!(
+        r.subject,
+        Subject::Association {
+            table_id: "rtb-0a1b2c3d4e5f60002".into()
+        }
+    );
+}
+
+#[test]
+fn a_delete_expects_the_route_gone() {
+    let r = request("cloudtrail-delete-route.json");
+    assert_eq!(route(&r).3, Some(&MainRoute::Gone));
+}
+
+#[test]
+fn the_schedule_and_a_manual_reconcile_sweep() {
+    let sweep = request("scheduled-sweep.json");
+    assert_eq!(sweep.subject, Subject::Reconcile { vpc_id: None });
+    assert_eq!(sweep.source, RequestSource::Schedule);
+    let one = request("manual-reconcile.json");
+    assert_eq!(
+        one.subject,
+        Subject::Reconcile {
+            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into())
+        }
+    );
+    assert_eq!(one.source, RequestSource::Manual);
+    match parse(r#"{"reconcile": true, "dry-run": true}"#, None).unwrap() {
+        Trigger::Sync(r) => {
+            assert_eq!(r.subject, Subject::Reconcile { vpc_id: None });
+            assert!(r.dry_run);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn bad_reconcile_requests_are_rejected_with_the_reason() {
+    for (payload, says) in [
+        (r#"{"reconcile": "yes"}"#, "expected a boolean"),
+        (r#"{"reconcile": false}"#, "must be true"),
+        (
+            r#"{"reconcile": true, "vpc-id": "vpc-12"}"#,
+            "not a valid VPC id",
+        ),
+        (
+            r#"{"reconcile": true, "vpc": "vpc-12345678"}"#,
+            "unknown field",
+        ),
+    ] {
+        let error = parse(payload, None).unwrap_err().to_string();
+        assert!(error.contains(says), "{payload}: {error}");
+    }
+}
+
+/// EC2 stores the network of a CIDR with host bits; CloudTrail records what was sent.
+#[test]
+fn cloudtrail_host_bits_are_cleared_but_a_manual_request_is_told() {
+    let mut event = sample_json("cloudtrail-create-route.json");
+    event["detail"]["requestParameters"]["destinationCidrBlock"] = "10.181.0.18/16".into();
+    match parse(&event.to_string(), None).unwrap() {
+        Trigger::Sync(r) => assert_eq!(route(&r).1, "10.181.0.0/16"),
+        other => panic!("{other:?}"),
+    }
+    let error = parse(
+        r#"{"route-table-id": "rtb-0a1b2c3d4e5f60001", "destination-cidr-block": "10.181.0.18/16"}"#,
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("did you mean 10.181.0.0/16"),
+        "{error}"
+    );
+}
+
+/// A read right after the call may not show it: the event says what the call wrote, in
+/// the kind DescribeRouteTables will report.
+#[test]
+fn the_written_next_hop_is_named_as_ec2_reports_it() {
+    let cases = [
+        (
+            "gatewayId",
+            "vpce-0123456789abcdef0",
+            Some((TargetKind::VpcEndpoint, "vpce-0123456789abcdef0")),
+        ),
+        (
+            "gatewayId",
+            "igw-0123456789abcdef0",
+            Some((TargetKind::InternetGateway, "igw-0123456789abcdef0")),
+        ),
+        (
+            "gatewayId",
+            "nat-0123456789abcdef0",
+            Some((TargetKind::NatGateway, "nat-0123456789abcdef0")),
+        ),
+        (
+            "vpcEndpointId",
+            "vpce-0123456789abcdef0",
+            Some((TargetKind::VpcEndpoint, "vpce-0123456789abcdef0")),
+        ),
+        (
+            "transitGatewayId",
+            "tgw-0123456789abcdef0",
+            Some((TargetKind::TransitGateway, "tgw-0123456789abcdef0")),
+        ),
+        // An instance route is reported with its ENI, which the event does not name.
+        ("instanceId", "i-0123456789abcdef0", None),
+    ];
+    for (field, id, want) in cases {
+        let mut event = sample_json("cloudtrail-create-route.json");
+        let params = event["detail"]["requestParameters"]
+            .as_object_mut()
+            .unwrap();
+        params.remove("networkInterfaceId");
+        params.insert(field.into(), id.into());
+        let Trigger::Sync(r) = parse(&event.to_string(), None).unwrap() else {
+            panic!("{field}")
+        };
+        let want = want.map(|(kind, id)| MainRoute::To(Target::new(kind, id)));
+        assert_eq!(route(&r).3, want.as_ref(), "{field}");
+    }
+}
+
+fn sample_json(name: &str) -> serde_json::Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn event_times_are_read_from_cloudtrail() {
+    let mut event = sample_json("cloudtrail-create-route.json");
+    event["detail"]["eventTime"] = "2026-11-24T09:31:00Z".into();
+    let Trigger::Sync(r) = parse(&event.to_string(), None).unwrap() else {
+        panic!()
+    };
+    let RequestSource::CloudTrail { event_time, .. } = r.source else {
+        panic!()
+    };
+    assert_eq!(
+        event_time,
+        Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_512_660))
+    );
 }
 
 #[test]
@@ -87,12 +294,18 @@ fn every_sample_is_covered_here() {
     assert_eq!(
         names,
         [
+            "cloudtrail-create-route-prefix-list.json",
+            "cloudtrail-create-route-table.json",
             "cloudtrail-create-route.json",
             "cloudtrail-custom-table.json",
+            "cloudtrail-delete-route.json",
             "cloudtrail-failed-call.json",
+            "cloudtrail-replace-route-table-association.json",
             "cloudtrail-replace-route.json",
             "manual-dry-run.json",
-            "manual-sync.json"
+            "manual-reconcile.json",
+            "manual-sync.json",
+            "scheduled-sweep.json"
         ]
     );
 }
@@ -125,7 +338,7 @@ fn ipv6_and_prefix_list_destinations() {
         .remove("destinationCidrBlock");
     params["destinationIpv6CidrBlock"] = "2001:db8:1::/48".into();
     match parse(&event.to_string(), None).unwrap() {
-        Trigger::Sync(r) => assert_eq!(r.destination.to_string(), "2001:db8:1::/48"),
+        Trigger::Sync(r) => assert_eq!(route(&r).1, "2001:db8:1::/48"),
         other => panic!("{other:?}"),
     }
     let params = &mut event["detail"]["requestParameters"];
@@ -134,6 +347,11 @@ fn ipv6_and_prefix_list_destinations() {
         .unwrap()
         .remove("destinationIpv6CidrBlock");
     params["destinationPrefixListId"] = "pl-0123456789abcdef0".into();
+    match parse(&event.to_string(), None).unwrap() {
+        Trigger::Sync(r) => assert_eq!(route(&r).1, "pl-0123456789abcdef0"),
+        other => panic!("{other:?}"),
+    }
+    event["detail"]["requestParameters"]["destinationPrefixListId"] = "pl-xyz".into();
     let error = parse(&event.to_string(), None).unwrap_err();
-    assert!(error.to_string().contains("prefix lists"), "{error}");
+    assert!(error.to_string().contains("prefix list id"), "{error}");
 }

@@ -17,25 +17,48 @@ use crate::domain::sync::{
     AwsError, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode, WriteOutcome,
 };
 
-/// Sets the fields that CreateRoute and ReplaceRoute share (their builders are distinct
-/// types with the same setters): table, destination, next hop and dry-run flag.
-macro_rules! route_fields {
+/// Sets the fields that CreateRoute, ReplaceRoute and DeleteRoute share (their builders are
+/// distinct types with the same setters): table, destination and dry-run flag.
+macro_rules! destination_fields {
     ($builder:expr, $write:expr) => {{
         let write: &RouteWrite = $write;
         let request = $builder
             .route_table_id(&write.table_id)
             .dry_run(write.dry_run);
-        let request = match write.destination {
-            IpNet::V4(_) => request.destination_cidr_block(write.destination.to_string()),
-            IpNet::V6(_) => request.destination_ipv6_cidr_block(write.destination.to_string()),
+        match &write.destination {
+            Destination::Cidr(net @ IpNet::V4(_)) => {
+                request.destination_cidr_block(net.to_string())
+            }
+            Destination::Cidr(net @ IpNet::V6(_)) => {
+                request.destination_ipv6_cidr_block(net.to_string())
+            }
+            Destination::PrefixList(id) => request.destination_prefix_list_id(id),
+        }
+    }};
+}
+
+/// Adds the next hop to a CreateRoute or ReplaceRoute request, in the field EC2 takes for
+/// its kind (which is not always the one DescribeRouteTables reports it in).
+macro_rules! target_field {
+    ($request:expr, $write:expr) => {{
+        let write: &RouteWrite = $write;
+        let request = $request;
+        let Some(target) = &write.target else {
+            return Err(cannot_write(write));
         };
-        let id = write.target.id.clone();
-        match write.target.kind {
+        let id = target.id.clone();
+        match target.kind {
             TargetKind::NetworkInterface => Ok(request.network_interface_id(id)),
             TargetKind::TransitGateway => Ok(request.transit_gateway_id(id)),
             TargetKind::NatGateway => Ok(request.nat_gateway_id(id)),
             TargetKind::VpcPeeringConnection => Ok(request.vpc_peering_connection_id(id)),
-            TargetKind::Gateway => Ok(request.gateway_id(id)),
+            TargetKind::InternetGateway | TargetKind::VirtualPrivateGateway => {
+                Ok(request.gateway_id(id))
+            }
+            // Reported in GatewayId, but written with VpcEndpointId ("Supported for Gateway
+            // Load Balancer endpoints only").
+            TargetKind::VpcEndpoint => Ok(request.vpc_endpoint_id(id)),
+            TargetKind::OdbNetwork => Ok(request.odb_network_arn(id)),
             TargetKind::EgressOnlyInternetGateway => {
                 Ok(request.egress_only_internet_gateway_id(id))
             }
@@ -43,17 +66,21 @@ macro_rules! route_fields {
             TargetKind::LocalGateway => Ok(request.local_gateway_id(id)),
             TargetKind::CoreNetwork => Ok(request.core_network_arn(id)),
             TargetKind::Instance => Ok(request.instance_id(id)),
-            TargetKind::Local | TargetKind::Unknown => Err(WriteError::Aws(AwsError {
-                operation: "route write",
-                code: None,
-                message: format!(
-                    "a route to a {} next hop cannot be written",
-                    write.target.kind
-                ),
-                retry: RetryClass::Permanent,
-            })),
+            TargetKind::Local | TargetKind::Unknown => Err(cannot_write(write)),
         }
     }};
+}
+
+fn cannot_write(write: &RouteWrite) -> WriteError {
+    WriteError::Aws(AwsError {
+        operation: "route write",
+        code: None,
+        message: match &write.target {
+            Some(target) => format!("a route to a {} next hop cannot be written", target.kind),
+            None => "a create or replace needs a next hop".to_owned(),
+        },
+        retry: RetryClass::Permanent,
+    })
 }
 
 pub struct Ec2RouteTables {
@@ -62,6 +89,7 @@ pub struct Ec2RouteTables {
     describe_pacer: Pacer,
     create_pacer: Pacer,
     replace_pacer: Pacer,
+    delete_pacer: Pacer,
 }
 
 impl Ec2RouteTables {
@@ -72,16 +100,22 @@ impl Ec2RouteTables {
             describe_pacer: Pacer::default(),
             create_pacer: Pacer::default(),
             replace_pacer: Pacer::default(),
+            delete_pacer: Pacer::default(),
         }
     }
 
-    /// One DescribeRouteTables request (following pages) with one filter.
+    /// One DescribeRouteTables request (following pages), with one filter or none.
     async fn describe(
         &self,
-        filter: &'static str,
-        value: &str,
+        filter: Option<(&'static str, &[String])>,
         deadline: Instant,
     ) -> Result<Vec<RouteTable>, AwsError> {
+        let filter = filter.map(|(name, values)| {
+            Filter::builder()
+                .name(name)
+                .set_values(Some(values.to_vec()))
+                .build()
+        });
         let mut tables = Vec::new();
         let mut next_token: Option<String> = None;
         loop {
@@ -90,9 +124,13 @@ impl Ec2RouteTables {
                 deadline,
                 &self.describe_pacer,
                 || async {
-                    self.client
-                        .describe_route_tables()
-                        .filters(Filter::builder().name(filter).values(value).build())
+                    let request = self.client.describe_route_tables();
+                    let request = match &filter {
+                        Some(filter) => request.filters(filter.clone()),
+                        // Unfiltered calls must page; 100 tables a page keeps each answer small.
+                        None => request.max_results(100),
+                    };
+                    request
                         .set_next_token(next_token.clone())
                         .send()
                         .await
@@ -119,16 +157,40 @@ impl RouteTables for Ec2RouteTables {
         deadline: Instant,
     ) -> Result<Option<RouteTable>, AwsError> {
         // A filter, not RouteTableIds: an unknown id is then an empty answer, not an error.
-        let tables = self.describe("route-table-id", table_id, deadline).await?;
+        let id = [table_id.to_owned()];
+        let tables = self
+            .describe(Some(("route-table-id", &id)), deadline)
+            .await?;
         Ok(tables.into_iter().find(|t| t.id == table_id))
     }
 
     async fn vpc_tables(
         &self,
-        vpc_id: &str,
+        vpc_ids: &[String],
         deadline: Instant,
     ) -> Result<Vec<RouteTable>, AwsError> {
-        self.describe("vpc-id", vpc_id, deadline).await
+        // EC2 takes up to 200 values in one filter; more VPCs than that take more calls.
+        let mut tables = Vec::new();
+        for chunk in vpc_ids.chunks(200) {
+            tables.extend(self.describe(Some(("vpc-id", chunk)), deadline).await?);
+        }
+        Ok(tables)
+    }
+
+    async fn all_tables(&self, deadline: Instant) -> Result<Vec<RouteTable>, AwsError> {
+        self.describe(None, deadline).await
+    }
+
+    fn throttled_calls(&self) -> u32 {
+        [
+            &self.describe_pacer,
+            &self.create_pacer,
+            &self.replace_pacer,
+            &self.delete_pacer,
+        ]
+        .iter()
+        .map(|p| p.throttled())
+        .sum()
     }
 
     async fn write_route(
@@ -139,15 +201,27 @@ impl RouteTables for Ec2RouteTables {
         let (operation, pacer) = match write.mode {
             WriteMode::Create => ("CreateRoute", &self.create_pacer),
             WriteMode::Replace => ("ReplaceRoute", &self.replace_pacer),
+            WriteMode::Delete => ("DeleteRoute", &self.delete_pacer),
         };
         let result = with_retries(operation, deadline, pacer, || async {
             let sent = match write.mode {
-                WriteMode::Create => route_fields!(self.client.create_route(), write)?
-                    .send()
-                    .await
-                    .map(drop)
-                    .map_err(|e| write_error(operation, e)),
-                WriteMode::Replace => route_fields!(self.client.replace_route(), write)?
+                WriteMode::Create => target_field!(
+                    destination_fields!(self.client.create_route(), write),
+                    write
+                )?
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| write_error(operation, e)),
+                WriteMode::Replace => target_field!(
+                    destination_fields!(self.client.replace_route(), write),
+                    write
+                )?
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| write_error(operation, e)),
+                WriteMode::Delete => destination_fields!(self.client.delete_route(), write)
                     .send()
                     .await
                     .map(drop)
@@ -241,12 +315,40 @@ fn is_throttling(code: &str) -> bool {
 
 /// SDK route table -> ours. A table without an id or VPC is not one we can act on.
 fn route_table(table: &ec2::RouteTable) -> Option<RouteTable> {
+    let associations = table.associations();
     Some(RouteTable {
         id: table.route_table_id()?.to_owned(),
         vpc_id: table.vpc_id()?.to_owned(),
-        is_main: table.associations().iter().any(|a| a.main() == Some(true)),
+        is_main: associations.iter().any(|a| a.main() == Some(true)),
+        gateway_association: associations
+            .iter()
+            .filter(|a| !is_disassociated(a))
+            .find_map(|a| a.gateway_id().filter(|g| !g.is_empty()))
+            .map(str::to_owned),
+        tags: table
+            .tags()
+            .iter()
+            .filter_map(|t| {
+                Some((
+                    t.key()?.to_owned(),
+                    t.value().unwrap_or_default().to_owned(),
+                ))
+            })
+            .collect(),
         routes: table.routes().iter().filter_map(route).collect(),
     })
+}
+
+/// A gateway association on its way out no longer makes the table a gateway table.
+fn is_disassociated(association: &ec2::RouteTableAssociation) -> bool {
+    matches!(
+        association.association_state().and_then(|s| s.state()),
+        Some(
+            ec2::RouteTableAssociationStateCode::Disassociated
+                | ec2::RouteTableAssociationStateCode::Disassociating
+                | ec2::RouteTableAssociationStateCode::Failed
+        )
+    )
 }
 
 fn route(route: &ec2::Route) -> Option<Route> {
@@ -273,6 +375,7 @@ fn route(route: &ec2::Route) -> Option<Route> {
             Some(ec2::RouteOrigin::EnableVgwRoutePropagation) => {
                 RouteOrigin::EnableVgwRoutePropagation
             }
+            Some(ec2::RouteOrigin::Advertisement) => RouteOrigin::Advertisement,
             Some(other) => RouteOrigin::Other(other.as_str().to_owned()),
             None => RouteOrigin::Other("unknown".to_owned()),
         },
@@ -305,9 +408,24 @@ fn target(route: &ec2::Route) -> Target {
     {
         return Target::new(kind, id);
     }
+    // An ODB network arrives in GatewayId *and* OdbNetworkArn; the ARN is what EC2 takes.
+    if let Some(arn) = route.odb_network_arn().filter(|a| !a.is_empty()) {
+        return Target::new(TargetKind::OdbNetwork, arn);
+    }
     match route.gateway_id() {
         Some("local") => Target::new(TargetKind::Local, "local"),
-        Some(id) => Target::new(TargetKind::Gateway, id),
+        Some(id) => Target::new(gateway_kind(id), id),
         None => Target::new(TargetKind::Unknown, "unknown"),
+    }
+}
+
+/// EC2 reports several kinds of next hop in `GatewayId`; the id's prefix tells them apart.
+/// An unknown prefix stays `Unknown`: never copied, never replaced.
+pub fn gateway_kind(id: &str) -> TargetKind {
+    match id.split_once('-').map(|(prefix, _)| prefix) {
+        Some("igw") => TargetKind::InternetGateway,
+        Some("vgw") => TargetKind::VirtualPrivateGateway,
+        Some("vpce") => TargetKind::VpcEndpoint,
+        _ => TargetKind::Unknown,
     }
 }

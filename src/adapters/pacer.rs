@@ -33,6 +33,8 @@ const DECREASE_INTERVAL: Duration = Duration::from_millis(1000);
 #[derive(Debug, Default)]
 pub struct Pacer {
     state: Mutex<State>,
+    /// Throttled answers seen, for the `Throttled` metric.
+    throttled: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +59,8 @@ impl Pacer {
     }
 
     pub fn on_throttled(&self) {
+        self.throttled
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut state = self.lock();
         let now = Instant::now();
         if state
@@ -83,6 +87,11 @@ impl Pacer {
     }
 
     /// Calls a second, or `None` while unpaced (for tests and logs).
+    /// Throttled answers seen by this pacer since the process started.
+    pub fn throttled(&self) -> u32 {
+        self.throttled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn rate(&self) -> Option<f64> {
         self.lock().rate
     }

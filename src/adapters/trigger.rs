@@ -1,26 +1,44 @@
 //! The event formats: every trigger becomes one `SyncRequest`, or a clear reason why not.
 //!
-//! Two shapes are accepted, told apart by their keys:
-//! - the EventBridge envelope of a CloudTrail record (`detail-type` "AWS API Call via
-//!   CloudTrail") for `CreateRoute` / `ReplaceRoute`;
+//! The shapes are told apart by their keys:
+//! - the EventBridge envelope (`detail-type`) of a CloudTrail record of `CreateRoute`,
+//!   `ReplaceRoute`, `DeleteRoute`, `CreateRouteTable` or `ReplaceRouteTableAssociation`,
+//!   or of the scheduled sweep (`Scheduled Event` from `aws.events`);
+//! - a manual reconcile: `{"reconcile": true, "vpc-id": "vpc-...", "dry-run": false}`;
 //! - a manual request in the original tool's body format, plus its path parameters:
 //!   `{"vpc-id", "route-table-id", "destination-cidr-block", "dry-run"}`.
 //!
 //! Parsing is tolerant (CloudTrail leaves many fields out or `null`) but validation is
 //! strict: ids and CIDRs are checked here so that nothing malformed reaches EC2.
+//!
+//! Why our own CloudTrail struct rather than `aws_lambda_events`' `AWSAPICall`: that type
+//! requires fields CloudTrail omits in some records (`userIdentity.type` details, `userAgent`
+//! for calls made by AWS services on a customer's behalf, as VMware Cloud on AWS's are) and
+//! has no `errorCode`, which is how a failed call is told from a successful one.
+
+use std::time::SystemTime;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::domain::request::{RequestSource, SyncRequest};
+use crate::adapters::ec2::gateway_kind;
+use crate::domain::plan::{Destination, Target, TargetKind};
+use crate::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
 
 /// Lambda's own limit for an asynchronous invocation; anything larger is not a real event.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
-const ROUTE_EVENTS: [&str; 2] = ["CreateRoute", "ReplaceRoute"];
+const SCHEDULE_DETAIL_TYPE: &str = "Scheduled Event";
+const EVENT_NAMES: [&str; 5] = [
+    "CreateRoute",
+    "ReplaceRoute",
+    "DeleteRoute",
+    "CreateRouteTable",
+    "ReplaceRouteTableAssociation",
+];
 
 /// What a payload asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +55,7 @@ pub enum InputError {
     TooLarge(usize),
     #[error("the payload is not JSON: {0}")]
     NotJson(String),
-    #[error("the payload is neither an EventBridge event nor a manual request (expected \"detail-type\", or \"route-table-id\" and \"destination-cidr-block\")")]
+    #[error("the payload is neither an EventBridge event nor a manual request (expected \"detail-type\", \"reconcile\", or \"route-table-id\" and \"destination-cidr-block\")")]
     UnknownShape,
     #[error("the event does not have the expected shape: {0}")]
     BadEvent(String),
@@ -76,6 +94,10 @@ pub fn parse(payload: &str, region: Option<&str>) -> Result<Trigger, InputError>
         let event: EventBridgeEvent<Value> =
             serde_json::from_value(value).map_err(|e| InputError::BadEvent(e.to_string()))?;
         from_eventbridge(event, region)
+    } else if object.contains_key("reconcile") {
+        let request: ReconcileRequest = serde_json::from_value(value)
+            .map_err(|e| InputError::BadManualRequest(e.to_string()))?;
+        from_reconcile(request).map(Trigger::Sync)
     } else if object.contains_key("route-table-id") || object.contains_key("destination-cidr-block")
     {
         let request: ManualRequest = serde_json::from_value(value)
@@ -96,20 +118,83 @@ struct CloudTrailDetail {
     // CloudTrail spells it "eventID", not camelCase.
     #[serde(rename = "eventID")]
     event_id: Option<String>,
+    event_time: Option<String>,
     aws_region: Option<String>,
     error_code: Option<String>,
     error_message: Option<String>,
-    request_parameters: Option<RouteRequestParameters>,
+    request_parameters: Option<RequestParameters>,
+    response_elements: Option<ResponseElements>,
     user_identity: Option<UserIdentity>,
+}
+
+/// The request parameters of every call we act on, in CloudTrail's camelCase API names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct RequestParameters {
+    route_table_id: Option<String>,
+    vpc_id: Option<String>,
+    destination_cidr_block: Option<String>,
+    destination_ipv6_cidr_block: Option<String>,
+    destination_prefix_list_id: Option<String>,
+    network_interface_id: Option<String>,
+    gateway_id: Option<String>,
+    transit_gateway_id: Option<String>,
+    nat_gateway_id: Option<String>,
+    vpc_peering_connection_id: Option<String>,
+    egress_only_internet_gateway_id: Option<String>,
+    carrier_gateway_id: Option<String>,
+    local_gateway_id: Option<String>,
+    core_network_arn: Option<String>,
+    vpc_endpoint_id: Option<String>,
+    odb_network_arn: Option<String>,
+}
+
+impl RequestParameters {
+    /// The next hop the call wrote, as DescribeRouteTables will report it. `None` where
+    /// the two differ (an instance id is reported with its ENI) or nothing was named.
+    fn written_target(&self) -> Option<Target> {
+        let named = [
+            (TargetKind::NetworkInterface, &self.network_interface_id),
+            (TargetKind::TransitGateway, &self.transit_gateway_id),
+            (TargetKind::NatGateway, &self.nat_gateway_id),
+            (
+                TargetKind::VpcPeeringConnection,
+                &self.vpc_peering_connection_id,
+            ),
+            (
+                TargetKind::EgressOnlyInternetGateway,
+                &self.egress_only_internet_gateway_id,
+            ),
+            (TargetKind::CarrierGateway, &self.carrier_gateway_id),
+            (TargetKind::LocalGateway, &self.local_gateway_id),
+            (TargetKind::CoreNetwork, &self.core_network_arn),
+            (TargetKind::VpcEndpoint, &self.vpc_endpoint_id),
+            (TargetKind::OdbNetwork, &self.odb_network_arn),
+        ];
+        if let Some((kind, Some(id))) = named.into_iter().find(|(_, id)| id.is_some()) {
+            return Some(Target::new(kind, id.clone()));
+        }
+        // A NAT gateway written through GatewayId is reported in NatGatewayId.
+        let gateway = self.gateway_id.as_deref()?;
+        let kind = match gateway_kind(gateway) {
+            TargetKind::Unknown if gateway.starts_with("nat-") => TargetKind::NatGateway,
+            kind => kind,
+        };
+        Some(Target::new(kind, gateway))
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
-struct RouteRequestParameters {
+struct ResponseElements {
+    route_table: Option<CreatedRouteTable>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+struct CreatedRouteTable {
     route_table_id: Option<String>,
-    destination_cidr_block: Option<String>,
-    destination_ipv6_cidr_block: Option<String>,
-    destination_prefix_list_id: Option<String>,
+    vpc_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -134,9 +219,16 @@ fn from_eventbridge(
     event: EventBridgeEvent<Value>,
     region: Option<&str>,
 ) -> Result<Trigger, InputError> {
+    if event.detail_type == SCHEDULE_DETAIL_TYPE && event.source == "aws.events" {
+        return Ok(Trigger::Sync(SyncRequest {
+            subject: Subject::Reconcile { vpc_id: None },
+            dry_run: false,
+            source: RequestSource::Schedule,
+        }));
+    }
     if event.detail_type != CLOUDTRAIL_DETAIL_TYPE || event.source != "aws.ec2" {
         return Ok(Trigger::Ignore(format!(
-            "not an EC2 API call recorded by CloudTrail (source {:?}, detail-type {:?})",
+            "not an EC2 API call recorded by CloudTrail nor the scheduled sweep (source {:?}, detail-type {:?})",
             event.source, event.detail_type
         )));
     }
@@ -147,9 +239,10 @@ fn from_eventbridge(
         }
     };
     let event_name = detail.event_name.unwrap_or_default();
-    if !ROUTE_EVENTS.contains(&event_name.as_str()) {
+    if !EVENT_NAMES.contains(&event_name.as_str()) {
         return Ok(Trigger::Ignore(format!(
-            "event {event_name:?} is not CreateRoute or ReplaceRoute"
+            "event {event_name:?} is none of {}",
+            EVENT_NAMES.join(", ")
         )));
     }
     if let Some(source) = detail.event_source.as_deref() {
@@ -161,7 +254,7 @@ fn from_eventbridge(
     }
     if let Some(code) = detail.error_code {
         return Ok(Trigger::Ignore(format!(
-            "the {event_name} call failed ({code}: {}); nothing changed in the main table",
+            "the {event_name} call failed ({code}: {}); nothing changed",
             detail.error_message.unwrap_or_default()
         )));
     }
@@ -176,39 +269,125 @@ fn from_eventbridge(
     let params = detail.request_parameters.ok_or(InputError::Missing {
         field: "detail.requestParameters",
     })?;
-    let route_table_id = valid_id(
-        "detail.requestParameters.routeTableId",
-        params.route_table_id,
-        "rtb-",
-    )?;
-    if let Some(prefix_list) = params.destination_prefix_list_id {
-        return Err(InputError::Unsupported(format!(
-            "routes to prefix lists ({prefix_list}) are not synced; only CIDR destinations"
-        )));
+    // CloudTrail's eventTime, else the envelope's time (the same instant, to the second).
+    let event_time = detail
+        .event_time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(SystemTime::from)
+        .or(event.time.map(SystemTime::from));
+    let source = RequestSource::CloudTrail {
+        event_name: event_name.clone(),
+        event_id: detail.event_id,
+        caller: detail.user_identity.and_then(UserIdentity::describe),
+        event_time,
+    };
+    let subject = match event_name.as_str() {
+        "CreateRouteTable" => {
+            let created = detail
+                .response_elements
+                .and_then(|r| r.route_table)
+                .unwrap_or_default();
+            Subject::NewTable {
+                table_id: valid_id(
+                    "detail.responseElements.routeTable.routeTableId",
+                    created.route_table_id,
+                    "rtb-",
+                )?,
+                vpc_id: valid_id(
+                    "detail.requestParameters.vpcId",
+                    created.vpc_id.or(params.vpc_id),
+                    "vpc-",
+                )?,
+            }
+        }
+        "ReplaceRouteTableAssociation" => Subject::Association {
+            table_id: valid_id(
+                "detail.requestParameters.routeTableId",
+                params.route_table_id,
+                "rtb-",
+            )?,
+        },
+        // CreateRoute, ReplaceRoute, DeleteRoute
+        _ => Subject::Route {
+            table_id: valid_id(
+                "detail.requestParameters.routeTableId",
+                params.route_table_id.clone(),
+                "rtb-",
+            )?,
+            vpc_id: None,
+            destination: cloudtrail_destination(&params)?,
+            expected: if event_name == "DeleteRoute" {
+                Some(MainRoute::Gone)
+            } else {
+                params.written_target().map(MainRoute::To)
+            },
+        },
+    };
+    Ok(Trigger::Sync(SyncRequest {
+        subject,
+        dry_run: false,
+        source,
+    }))
+}
+
+/// The destination of a CloudTrail route record. EC2 stores `10.181.0.18/16` as
+/// `10.181.0.0/16` but CloudTrail records what the caller sent, so host bits are cleared
+/// here (with a warning) rather than refused: the call succeeded, the route exists.
+fn cloudtrail_destination(params: &RequestParameters) -> Result<Destination, InputError> {
+    if let Some(prefix_list) = &params.destination_prefix_list_id {
+        return valid_id(
+            "detail.requestParameters.destinationPrefixListId",
+            Some(prefix_list.clone()),
+            "pl-",
+        )
+        .map(Destination::PrefixList);
     }
-    let destination = match (
-        params.destination_cidr_block,
-        params.destination_ipv6_cidr_block,
+    let (field, value) = match (
+        &params.destination_cidr_block,
+        &params.destination_ipv6_cidr_block,
     ) {
-        (Some(v4), _) => valid_cidr("detail.requestParameters.destinationCidrBlock", &v4)?,
-        (None, Some(v6)) => valid_cidr("detail.requestParameters.destinationIpv6CidrBlock", &v6)?,
+        (Some(v4), _) => ("detail.requestParameters.destinationCidrBlock", v4),
+        (None, Some(v6)) => ("detail.requestParameters.destinationIpv6CidrBlock", v6),
         (None, None) => {
             return Err(InputError::Missing {
                 field: "detail.requestParameters.destinationCidrBlock",
             })
         }
     };
-    Ok(Trigger::Sync(SyncRequest {
-        route_table_id,
-        vpc_id: None,
-        destination,
-        dry_run: false,
-        source: RequestSource::CloudTrail {
-            event_name,
-            event_id: detail.event_id,
-            caller: detail.user_identity.and_then(UserIdentity::describe),
-        },
-    }))
+    match valid_cidr(field, value) {
+        Err(InputError::HostBitsSet { network, .. }) => {
+            tracing::warn!(decision = "canonicalized", field, value = %value, destination = %network, "the call named a CIDR with host bits set; EC2 stored its network");
+            Ok(Destination::Cidr(network))
+        }
+        other => other.map(Destination::Cidr),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ReconcileRequest {
+    reconcile: bool,
+    vpc_id: Option<String>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> {
+    if !request.reconcile {
+        return Err(InputError::BadManualRequest(
+            "\"reconcile\" must be true to ask for a reconcile".into(),
+        ));
+    }
+    let vpc_id = match request.vpc_id {
+        Some(vpc) => Some(valid_id("vpc-id", Some(vpc), "vpc-")?),
+        None => None,
+    };
+    Ok(SyncRequest {
+        subject: Subject::Reconcile { vpc_id },
+        dry_run: request.dry_run.unwrap_or(false),
+        source: RequestSource::Manual,
+    })
 }
 
 /// The original tool's request: its URL path parameters and body in one object.
@@ -233,9 +412,12 @@ fn from_manual(request: ManualRequest) -> Result<SyncRequest, InputError> {
         field: "destination-cidr-block",
     })?;
     Ok(SyncRequest {
-        route_table_id,
-        vpc_id,
-        destination: valid_cidr("destination-cidr-block", &cidr)?,
+        subject: Subject::Route {
+            table_id: route_table_id,
+            vpc_id,
+            destination: Destination::Cidr(valid_cidr("destination-cidr-block", &cidr)?),
+            expected: None,
+        },
         dry_run: request.dry_run.unwrap_or(false),
         source: RequestSource::Manual,
     })
@@ -259,10 +441,10 @@ fn valid_id(
         Err(InputError::Invalid {
             field,
             value: truncate(&value),
-            what: if prefix == "rtb-" {
-                "route table id (rtb- and 8 or 17 hex digits)"
-            } else {
-                "VPC id (vpc- and 8 or 17 hex digits)"
+            what: match prefix {
+                "rtb-" => "route table id (rtb- and 8 or 17 hex digits)",
+                "pl-" => "prefix list id (pl- and 8 or 17 hex digits)",
+                _ => "VPC id (vpc- and 8 or 17 hex digits)",
             },
         })
     }

@@ -20,22 +20,27 @@ pub struct Notice {
 /// One notice for a request that changed or failed something; none for a no-op, a dry
 /// run that failed nothing, a refusal or an ignored event.
 pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
-    let changed = report.changed_tables().count();
-    let failed = report.failed_tables().count();
+    let changed = report.counts.changed();
+    let failed = report.counts.failed;
     if changed == 0 && failed == 0 {
         return None;
     }
     let status = if failed > 0 { "failed" } else { "synced" };
-    let vpc = report.vpc_id.as_deref().unwrap_or("unknown VPC");
-    let route = format!(
-        "{} -> {}",
-        report.destination.as_deref().unwrap_or("?"),
-        report.target.as_deref().unwrap_or("?")
-    );
-    let subject = if failed > 0 {
-        format!("sync-routes FAILED in {vpc}: {route} ({failed} tables failed)")
-    } else {
-        format!("sync-routes: {route} synced to {changed} tables in {vpc}")
+    let vpc = report.vpc_id.as_deref().unwrap_or("several VPCs");
+    // A single-destination request names its route; a reconcile lists one per line.
+    let route = report.destination.as_deref().map(|destination| {
+        format!(
+            "{destination} -> {}",
+            report.target.as_deref().unwrap_or("(deleted)")
+        )
+    });
+    let subject = match (&route, failed > 0) {
+        (Some(route), true) => {
+            format!("sync-routes FAILED in {vpc}: {route} ({failed} tables failed)")
+        }
+        (Some(route), false) => format!("sync-routes: {route} synced to {changed} tables in {vpc}"),
+        (None, true) => format!("sync-routes FAILED in {vpc}: {failed} route changes failed"),
+        (None, false) => format!("sync-routes: {changed} route changes in {vpc}"),
     };
 
     let mut body = String::new();
@@ -43,38 +48,63 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
     let _ = writeln!(body, "{}", report.message);
     let _ = writeln!(body);
     let _ = writeln!(body, "VPC:         {vpc}");
-    let _ = writeln!(
-        body,
-        "Main table:  {}",
-        report.main_route_table_id.as_deref().unwrap_or("?")
-    );
-    let _ = writeln!(body, "Route:       {route}");
-    if let RequestSource::CloudTrail {
-        event_name,
-        event_id,
-        caller,
-    } = &request.source
-    {
-        let _ = writeln!(
-            body,
-            "Trigger:     {event_name} by {} (CloudTrail event {})",
-            caller.as_deref().unwrap_or("unknown caller"),
-            event_id.as_deref().unwrap_or("?")
-        );
-    } else {
-        let _ = writeln!(body, "Trigger:     manual request");
+    if let Some(main) = &report.main_route_table_id {
+        let _ = writeln!(body, "Main table:  {main}");
+    }
+    if let Some(route) = &route {
+        let _ = writeln!(body, "Route:       {route}");
+    }
+    match &request.source {
+        RequestSource::CloudTrail {
+            event_name,
+            event_id,
+            caller,
+            ..
+        } => {
+            let _ = writeln!(
+                body,
+                "Trigger:     {event_name} by {} (CloudTrail event {})",
+                caller.as_deref().unwrap_or("unknown caller"),
+                event_id.as_deref().unwrap_or("?")
+            );
+        }
+        RequestSource::Schedule => {
+            let _ = writeln!(body, "Trigger:     scheduled sweep");
+        }
+        RequestSource::Manual => {
+            let _ = writeln!(body, "Trigger:     manual request");
+        }
+        RequestSource::Http => {
+            let _ = writeln!(body, "Trigger:     HTTP request");
+        }
+        RequestSource::Watch => {
+            let _ = writeln!(body, "Trigger:     sync-routes watch");
+        }
     }
     let _ = writeln!(body);
     let _ = writeln!(body, "Custom route tables:");
+    let mut last_vpc = None;
     for table in &report.tables {
+        if route.is_none() && report.vpc_id.is_none() && last_vpc != Some(&table.vpc_id) {
+            let _ = writeln!(body, " {}", table.vpc_id);
+            last_vpc = Some(&table.vpc_id);
+        }
         let before = table.before.as_deref().unwrap_or("(none)");
         let after = table.after.as_deref().unwrap_or("(none)");
         let _ = write!(
             body,
-            "  {}  {:<13} {before} -> {after}",
+            "  {}  {:<13} ",
             table.route_table_id,
             table.action.name()
         );
+        if route.is_none() {
+            let _ = write!(
+                body,
+                "{:<18} ",
+                table.destination.as_deref().unwrap_or("(all)")
+            );
+        }
+        let _ = write!(body, "{before} -> {after}");
         if let Some(reason) = &table.reason {
             let _ = write!(body, "  ({reason})");
         }

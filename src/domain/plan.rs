@@ -1,7 +1,12 @@
 //! Pure decisions: route tables in, a plan out. No I/O and no AWS types, so every rule
 //! below is tested with plain values (see the tests at the bottom and `tests/planner.rs`).
+//!
+//! Every trigger is the same question asked of a smaller or larger part of one VPC
+//! ([`Scope`]): "make these custom tables say what the main table says, for these
+//! destinations". A route event asks it of one destination, a new table of one table, a
+//! main-table move or a sweep of the whole VPC. [`reconcile`] is the only place that answers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use ipnet::IpNet;
@@ -29,14 +34,25 @@ impl fmt::Display for Target {
 }
 
 /// The kinds of next hop EC2 knows. The names are those of the `SYNC_TARGET_KINDS` setting.
+/// Each kind is its own: the never-clobber rule only replaces a route by one of the same
+/// kind, so an inspection route to a firewall endpoint is never swapped for an internet
+/// gateway because both arrive in EC2's `GatewayId` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TargetKind {
     NetworkInterface,
     TransitGateway,
     NatGateway,
     VpcPeeringConnection,
-    /// Internet, virtual private and gateway-endpoint gateways share EC2's `GatewayId`.
-    Gateway,
+    /// `igw-`, reported in `GatewayId`.
+    InternetGateway,
+    /// `vgw-`, reported in `GatewayId`.
+    VirtualPrivateGateway,
+    /// `vpce-`: a Gateway Load Balancer endpoint (AWS Network Firewall too). Reported in
+    /// `GatewayId`, written with `VpcEndpointId`.
+    VpcEndpoint,
+    /// An Oracle Database@AWS network, reported in `GatewayId` and `OdbNetworkArn`, written
+    /// with `OdbNetworkArn` (the id is the ARN).
+    OdbNetwork,
     EgressOnlyInternetGateway,
     CarrierGateway,
     LocalGateway,
@@ -45,19 +61,23 @@ pub enum TargetKind {
     Instance,
     /// The VPC's own `local` route.
     Local,
-    /// A next hop this version does not know (EC2 adds kinds over time).
+    /// A next hop this version does not know (EC2 adds kinds over time). Never copied,
+    /// never replaced.
     Unknown,
 }
 
 impl TargetKind {
     /// Kinds that may be copied, by their setting name. `Instance` and `Local` are never
     /// copied: an instance route is written by its ENI and the local route is implicit.
-    pub const COPYABLE: [(&'static str, TargetKind); 9] = [
+    pub const COPYABLE: [(&'static str, TargetKind); 12] = [
         ("network-interface", TargetKind::NetworkInterface),
         ("transit-gateway", TargetKind::TransitGateway),
         ("nat-gateway", TargetKind::NatGateway),
         ("vpc-peering-connection", TargetKind::VpcPeeringConnection),
-        ("gateway", TargetKind::Gateway),
+        ("internet-gateway", TargetKind::InternetGateway),
+        ("virtual-private-gateway", TargetKind::VirtualPrivateGateway),
+        ("vpc-endpoint", TargetKind::VpcEndpoint),
+        ("odb-network", TargetKind::OdbNetwork),
         (
             "egress-only-internet-gateway",
             TargetKind::EgressOnlyInternetGateway,
@@ -112,15 +132,17 @@ impl fmt::Display for RouteState {
     }
 }
 
-/// How a route came to be, as EC2 reports it.
+/// How a route came to be, as EC2 reports it. Only `CreateRoute` routes are ours.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteOrigin {
     /// The local route, made with the table.
     CreateRouteTable,
-    /// A static route: the only kind that is copied.
+    /// A static route: the only kind that is copied, replaced or deleted.
     CreateRoute,
     /// Learned from a virtual private gateway.
     EnableVgwRoutePropagation,
+    /// Written by VPC Route Server from BGP.
+    Advertisement,
     Other(String),
 }
 
@@ -130,17 +152,33 @@ impl fmt::Display for RouteOrigin {
             RouteOrigin::CreateRouteTable => f.write_str("CreateRouteTable"),
             RouteOrigin::CreateRoute => f.write_str("CreateRoute"),
             RouteOrigin::EnableVgwRoutePropagation => f.write_str("EnableVgwRoutePropagation"),
+            RouteOrigin::Advertisement => f.write_str("Advertisement"),
             RouteOrigin::Other(s) => f.write_str(s),
         }
     }
 }
 
-/// A route's destination. Prefix-list destinations exist in tables (gateway endpoints) but
-/// are never copied.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A route's destination: a CIDR block (IPv4 or IPv6) or a managed prefix list, which VMware
+/// Cloud on AWS uses in its managed prefix list mode.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Destination {
     Cidr(IpNet),
     PrefixList(String),
+}
+
+impl fmt::Display for Destination {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Destination::Cidr(net) => net.fmt(f),
+            Destination::PrefixList(id) => f.write_str(id),
+        }
+    }
+}
+
+impl From<IpNet> for Destination {
+    fn from(net: IpNet) -> Self {
+        Destination::Cidr(net)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,11 +189,8 @@ pub struct Route {
     pub origin: RouteOrigin,
 }
 
-impl Route {
-    fn has_destination(&self, cidr: IpNet) -> bool {
-        self.destination == Destination::Cidr(cidr)
-    }
-}
+/// The tag that keeps sync-routes out of a custom table: `sync-routes:skip` = `true`.
+pub const SKIP_TAG: &str = "sync-routes:skip";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTable {
@@ -163,22 +198,121 @@ pub struct RouteTable {
     pub vpc_id: String,
     /// Whether the table is the VPC's main table (it has the `main` association).
     pub is_main: bool,
+    /// The internet or virtual private gateway of an edge association, if any: such a
+    /// table routes traffic *entering* the VPC and is never a subnet's custom table.
+    pub gateway_association: Option<String>,
+    pub tags: BTreeMap<String, String>,
     pub routes: Vec<Route>,
 }
 
-/// Which next hops may be copied. Parsed once from configuration.
+impl RouteTable {
+    /// A table with no association to a gateway and no tags, as most tables are.
+    pub fn new(id: &str, vpc_id: &str, is_main: bool, routes: Vec<Route>) -> Self {
+        Self {
+            id: id.to_owned(),
+            vpc_id: vpc_id.to_owned(),
+            is_main,
+            gateway_association: None,
+            tags: BTreeMap::new(),
+            routes,
+        }
+    }
+
+    fn opted_out(&self) -> bool {
+        self.tags
+            .get(SKIP_TAG)
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// The route in effect for `destination`. A table can hold a static and a propagated
+    /// route for the same destination (EC2 lists them in no promised order); the static one
+    /// takes precedence in EC2's routing and is the one we own, so it wins here too.
+    pub fn route_for(&self, destination: &Destination) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.destination == *destination)
+            .min_by_key(|r| r.origin != RouteOrigin::CreateRoute)
+    }
+}
+
+/// One entry of `SYNC_DESTINATIONS`: a CIDR admits every route inside it, a prefix list
+/// only itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DestinationFilter {
+    Within(IpNet),
+    PrefixList(String),
+}
+
+impl DestinationFilter {
+    fn admits(&self, destination: &Destination) -> bool {
+        match (self, destination) {
+            (DestinationFilter::Within(scope), Destination::Cidr(net)) => scope.contains(net),
+            (DestinationFilter::PrefixList(scope), Destination::PrefixList(id)) => scope == id,
+            _ => false,
+        }
+    }
+}
+
+impl fmt::Display for DestinationFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DestinationFilter::Within(net) => net.fmt(f),
+            DestinationFilter::PrefixList(id) => f.write_str(id),
+        }
+    }
+}
+
+/// What may be synced, and where. Parsed once from configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// `SYNC_TARGET_KINDS`.
     pub allowed_kinds: BTreeSet<TargetKind>,
+    /// `SYNC_DESTINATIONS`; `None` admits every destination.
+    pub destinations: Option<Vec<DestinationFilter>>,
+    /// `SYNC_VPC_IDS`; `None` admits every VPC.
+    pub vpc_ids: Option<BTreeSet<String>>,
+    /// `SYNC_PROPAGATE_DELETES`: only ever true together with `destinations` (config
+    /// refuses it otherwise), so deletes always have an explicit scope.
+    pub propagate_deletes: bool,
 }
 
 impl Default for Policy {
     /// ENI targets only, as the original tool: appliances, failover scripts and VMware
-    /// Cloud on AWS all route through network interfaces.
+    /// Cloud on AWS all route through network interfaces. Every VPC and destination; no
+    /// deletes.
     fn default() -> Self {
         Self {
             allowed_kinds: BTreeSet::from([TargetKind::NetworkInterface]),
+            destinations: None,
+            vpc_ids: None,
+            propagate_deletes: false,
         }
+    }
+}
+
+impl Policy {
+    pub fn admits_destination(&self, destination: &Destination) -> bool {
+        self.destinations
+            .as_ref()
+            .is_none_or(|filters| filters.iter().any(|f| f.admits(destination)))
+    }
+
+    pub fn admits_vpc(&self, vpc_id: &str) -> bool {
+        self.vpc_ids.as_ref().is_none_or(|ids| ids.contains(vpc_id))
+    }
+
+    fn deletes(&self, destination: &Destination) -> bool {
+        self.propagate_deletes
+            && self.destinations.is_some()
+            && self.admits_destination(destination)
+    }
+
+    fn allowed_names(&self) -> String {
+        self.allowed_kinds
+            .iter()
+            .map(|k| k.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -190,31 +324,45 @@ pub enum Refusal {
     TableNotInVpc { table: String, vpc: String },
     #[error("route table {table} does not exist (or this function may not see it)")]
     UnknownTable { table: String },
+    #[error("{vpc} has no route tables: it does not exist, or this function may not see it")]
+    UnknownVpc { vpc: String },
+    #[error("{vpc} has no main route table")]
+    NoMainTable { vpc: String },
     #[error("{table} is not the main route table of {vpc}{}; only routes of the main table are synced", main.as_deref().map(|m| format!(" (the main table is {m})")).unwrap_or_default())]
     NotMainTable {
         table: String,
         vpc: String,
         main: Option<String>,
     },
+    #[error("{table} is the main route table of {vpc}; routes are copied from it, never to it")]
+    IsMainTable { table: String, vpc: String },
+    #[error("{destination} is outside SYNC_DESTINATIONS ({scope}); it is not synced")]
+    OutOfScope {
+        destination: Destination,
+        scope: String,
+    },
     #[error("there is no route for {destination} in the main route table {table}")]
-    RouteNotInMainTable { table: String, destination: IpNet },
+    RouteNotInMainTable {
+        table: String,
+        destination: Destination,
+    },
     #[error("the route for {destination} is the VPC's local route; it is never synced")]
-    LocalRoute { destination: IpNet },
+    LocalRoute { destination: Destination },
     #[error("the route for {destination} is propagated from a virtual private gateway; only static routes (origin CreateRoute) are synced")]
-    PropagatedRoute { destination: IpNet },
+    PropagatedRoute { destination: Destination },
     #[error("the route for {destination} has origin {origin}; only routes created by CreateRoute are synced")]
     NotCreatedByCreateRoute {
-        destination: IpNet,
+        destination: Destination,
         origin: RouteOrigin,
     },
     #[error("the route for {destination} is {state}, not active; a route whose next hop is gone is not copied")]
     NotActive {
-        destination: IpNet,
+        destination: Destination,
         state: RouteState,
     },
     #[error("the route for {destination} points at {target} ({kind}); allowed next hops: {allowed} (set SYNC_TARGET_KINDS to change)")]
     TargetKindNotAllowed {
-        destination: IpNet,
+        destination: Destination,
         target: String,
         kind: TargetKind,
         allowed: String,
@@ -229,7 +377,11 @@ impl Refusal {
         match self {
             Refusal::TableNotInVpc { .. } => "table-not-in-vpc",
             Refusal::UnknownTable { .. } => "unknown-table",
+            Refusal::UnknownVpc { .. } => "unknown-vpc",
+            Refusal::NoMainTable { .. } => "no-main-table",
             Refusal::NotMainTable { .. } => "not-main-table",
+            Refusal::IsMainTable { .. } => "is-main-table",
+            Refusal::OutOfScope { .. } => "destination-out-of-scope",
             Refusal::RouteNotInMainTable { .. } => "route-not-in-main-table",
             Refusal::LocalRoute { .. } => "local-route",
             Refusal::PropagatedRoute { .. } => "propagated-route",
@@ -241,25 +393,33 @@ impl Refusal {
     }
 }
 
-/// Why one custom table is left alone.
+/// Why one destination in one custom table is left alone.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
     /// The safety rule kept from the original tool: never clobber a route that points at a
     /// different kind of next hop (an internet gateway, a NAT gateway, ...).
     #[error("it already routes {destination} to {existing} ({}), a different kind of next hop; left as is", existing.kind)]
     ConflictingTarget {
-        destination: IpNet,
+        destination: Destination,
         existing: Target,
     },
     /// A static copy would take precedence over the propagated route and silently move the
     /// subnet's traffic off its VPN: that is a decision for a person.
     #[error("it has a propagated route for {destination} via {existing}; a static copy would override it, left as is")]
     PropagatedRouteInTable {
-        destination: IpNet,
+        destination: Destination,
         existing: Target,
     },
+    /// VPC Route Server (origin `Advertisement`) and any origin EC2 adds later own their
+    /// routes; only `CreateRoute` routes are ours.
+    #[error("its route for {destination} via {existing} has origin {origin}, which another service manages; left as is")]
+    ForeignOrigin {
+        destination: Destination,
+        existing: Target,
+        origin: RouteOrigin,
+    },
     #[error("its route for {destination} is the local route; left as is")]
-    LocalRouteInTable { destination: IpNet },
+    LocalRouteInTable { destination: Destination },
 }
 
 impl SkipReason {
@@ -267,18 +427,64 @@ impl SkipReason {
         match self {
             SkipReason::ConflictingTarget { .. } => "conflicting-target",
             SkipReason::PropagatedRouteInTable { .. } => "propagated-route-in-table",
+            SkipReason::ForeignOrigin { .. } => "foreign-origin",
             SkipReason::LocalRouteInTable { .. } => "local-route-in-table",
+        }
+    }
+
+    /// The next hop the table keeps.
+    pub fn existing(&self) -> String {
+        match self {
+            SkipReason::ConflictingTarget { existing, .. }
+            | SkipReason::PropagatedRouteInTable { existing, .. }
+            | SkipReason::ForeignOrigin { existing, .. } => existing.to_string(),
+            SkipReason::LocalRouteInTable { .. } => "local".to_owned(),
         }
     }
 }
 
-/// What to do in one custom table.
+/// Why a whole custom table is left alone, whatever the destination.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TableSkip {
+    /// EC2 refuses most routes in a gateway route table, and one it accepts (a subnet's
+    /// range to an ENI) silently pulls inbound internet or VPN traffic through the appliance.
+    #[error("it is a gateway route table (associated with {gateway}); its routes steer traffic entering the VPC, so it is never synced")]
+    GatewayTable { gateway: String },
+    #[error("it is tagged {SKIP_TAG}=true; never written")]
+    OptedOut,
+}
+
+impl TableSkip {
+    pub fn code(&self) -> &'static str {
+        match self {
+            TableSkip::GatewayTable { .. } => "gateway-route-table",
+            TableSkip::OptedOut => "skip-tag",
+        }
+    }
+}
+
+/// What to do for one destination in one custom table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Create,
-    Replace { before: Target },
+    Replace {
+        before: Target,
+    },
+    /// Deletes propagation only: the main table no longer has the destination.
+    Delete {
+        before: Target,
+    },
     Unchanged,
     Skip(SkipReason),
+}
+
+impl Action {
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Action::Create | Action::Replace { .. } | Action::Delete { .. }
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -287,85 +493,251 @@ pub struct TableAction {
     pub action: Action,
 }
 
-/// The outcome of planning: the route to copy and one action per custom table, ordered by
-/// table id so that reports and notices read the same on every run.
+/// One destination of a VPC plan: the main table's next hop (`None`: the main table no
+/// longer has the destination and deletes are on), and one action per custom table in
+/// scope, ordered by table id.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Plan {
-    pub vpc_id: String,
-    pub main_table_id: String,
-    pub destination: IpNet,
-    pub target: Target,
+pub struct RoutePlan {
+    pub destination: Destination,
+    pub target: Option<Target>,
     pub actions: Vec<TableAction>,
 }
 
-impl Plan {
-    pub fn writes(&self) -> impl Iterator<Item = &TableAction> {
-        self.actions
+/// The outcome of planning one VPC, ordered by destination and table id so that reports
+/// and notices read the same on every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VpcPlan {
+    pub vpc_id: String,
+    pub main_table_id: String,
+    pub routes: Vec<RoutePlan>,
+    /// Custom tables in scope that are left alone as a whole, with the reason.
+    pub skipped_tables: Vec<(String, TableSkip)>,
+}
+
+impl VpcPlan {
+    pub fn writes(&self) -> impl Iterator<Item = (&RoutePlan, &TableAction)> {
+        self.routes
             .iter()
-            .filter(|a| matches!(a.action, Action::Create | Action::Replace { .. }))
+            .flat_map(|r| r.actions.iter().map(move |a| (r, a)))
+            .filter(|(_, a)| a.action.is_write())
     }
 }
 
-/// Decides what to do for `destination`, whose change was seen in `table_id`, given every
-/// route table of the VPC as it is now. Works from the current state, never from an
-/// event's payload, so duplicate, late and reordered events all converge.
-pub fn plan(
+/// Which destinations of a VPC to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destinations {
+    /// Every destination: the main table's eligible routes (and, with deletes on, the
+    /// custom tables' routes that the main table no longer has).
+    All,
+    /// One destination, named by an event or a request. Unlike `All`, an ineligible route
+    /// is refused with its reason, so the person who asked learns why nothing moved.
+    One(Destination),
+}
+
+/// Which custom tables of a VPC to reconcile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tables {
+    AllCustom,
+    /// One table, for example a new one to backfill.
+    One(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub destinations: Destinations,
+    pub tables: Tables,
+}
+
+impl Scope {
+    pub fn vpc() -> Self {
+        Self {
+            destinations: Destinations::All,
+            tables: Tables::AllCustom,
+        }
+    }
+
+    pub fn destination(destination: Destination) -> Self {
+        Self {
+            destinations: Destinations::One(destination),
+            tables: Tables::AllCustom,
+        }
+    }
+
+    pub fn table(table_id: &str) -> Self {
+        Self {
+            destinations: Destinations::All,
+            tables: Tables::One(table_id.to_owned()),
+        }
+    }
+}
+
+/// Decides what to do in the custom tables of one VPC, given all its tables as they are
+/// now. Works from the current state, never from an event's payload, so duplicate, late
+/// and reordered events all converge, and a plan applied leaves nothing to do.
+pub fn reconcile(
     vpc_tables: &[RouteTable],
-    table_id: &str,
-    destination: IpNet,
+    scope: &Scope,
     policy: &Policy,
-) -> Result<Plan, Refusal> {
-    let table = vpc_tables
+) -> Result<VpcPlan, Refusal> {
+    let vpc_id = vpc_tables
+        .first()
+        .map(|t| t.vpc_id.clone())
+        .unwrap_or_default();
+    let main = vpc_tables
         .iter()
-        .find(|t| t.id == table_id)
-        .ok_or_else(|| Refusal::UnknownTable {
-            table: table_id.to_owned(),
+        .find(|t| t.is_main)
+        .ok_or_else(|| Refusal::NoMainTable {
+            vpc: vpc_id.clone(),
         })?;
-    if !table.is_main {
-        return Err(Refusal::NotMainTable {
-            table: table.id.clone(),
-            vpc: table.vpc_id.clone(),
-            main: vpc_tables
+    let customs: Vec<&RouteTable> = match &scope.tables {
+        Tables::AllCustom => vpc_tables.iter().filter(|t| !t.is_main).collect(),
+        Tables::One(id) => {
+            let table = vpc_tables
                 .iter()
-                .find(|t| t.is_main && t.vpc_id == table.vpc_id)
-                .map(|t| t.id.clone()),
+                .find(|t| t.id == *id)
+                .ok_or_else(|| Refusal::UnknownTable { table: id.clone() })?;
+            if table.is_main {
+                return Err(Refusal::IsMainTable {
+                    table: id.clone(),
+                    vpc: vpc_id,
+                });
+            }
+            vec![table]
+        }
+    };
+    let mut skipped_tables = Vec::new();
+    let mut writable = Vec::new();
+    for table in customs {
+        if let Some(gateway) = &table.gateway_association {
+            skipped_tables.push((
+                table.id.clone(),
+                TableSkip::GatewayTable {
+                    gateway: gateway.clone(),
+                },
+            ));
+        } else if table.opted_out() {
+            skipped_tables.push((table.id.clone(), TableSkip::OptedOut));
+        } else {
+            writable.push(table);
+        }
+    }
+    writable.sort_by(|a, b| a.id.cmp(&b.id));
+    skipped_tables.sort_by(|a, b| a.0.cmp(&b.0));
+
+    let wanted = match &scope.destinations {
+        Destinations::One(destination) => {
+            vec![wanted_for_one(main, destination, policy)?]
+        }
+        Destinations::All => wanted_for_all(main, &writable, policy),
+    };
+    if writable.is_empty() && skipped_tables.is_empty() && scope.destinations != Destinations::All {
+        return Err(Refusal::NoCustomTables {
+            vpc: main.vpc_id.clone(),
         });
     }
-    let route = table
-        .routes
-        .iter()
-        .find(|r| r.has_destination(destination))
-        .ok_or_else(|| Refusal::RouteNotInMainTable {
-            table: table.id.clone(),
-            destination,
-        })?;
-    check_eligible(route, destination, policy)?;
 
-    let mut actions: Vec<TableAction> = vpc_tables
-        .iter()
-        .filter(|t| !t.is_main && t.vpc_id == table.vpc_id)
-        .map(|custom| TableAction {
-            table_id: custom.id.clone(),
-            action: plan_table(custom, destination, &route.target),
+    let routes = wanted
+        .into_iter()
+        .map(|(destination, target)| {
+            let actions = writable
+                .iter()
+                .map(|custom| TableAction {
+                    table_id: custom.id.clone(),
+                    action: match &target {
+                        Some(target) => plan_table(custom, &destination, target),
+                        None => plan_delete(custom, &destination, policy),
+                    },
+                })
+                .collect();
+            RoutePlan {
+                destination,
+                target,
+                actions,
+            }
         })
         .collect();
-    if actions.is_empty() {
-        return Err(Refusal::NoCustomTables {
-            vpc: table.vpc_id.clone(),
-        });
-    }
-    actions.sort_by(|a, b| a.table_id.cmp(&b.table_id));
-    Ok(Plan {
-        vpc_id: table.vpc_id.clone(),
-        main_table_id: table.id.clone(),
-        destination,
-        target: route.target.clone(),
-        actions,
+    Ok(VpcPlan {
+        vpc_id: main.vpc_id.clone(),
+        main_table_id: main.id.clone(),
+        routes,
+        skipped_tables,
     })
 }
 
+/// The main table's next hop for one named destination, or the refusal that explains why
+/// it is not synced. `None`: the main table no longer has it, and deletes are on for it.
+fn wanted_for_one(
+    main: &RouteTable,
+    destination: &Destination,
+    policy: &Policy,
+) -> Result<(Destination, Option<Target>), Refusal> {
+    if !policy.admits_destination(destination) {
+        return Err(Refusal::OutOfScope {
+            destination: destination.clone(),
+            scope: policy
+                .destinations
+                .iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+        });
+    }
+    match main.route_for(destination) {
+        Some(route) => {
+            check_eligible(route, policy)?;
+            Ok((destination.clone(), Some(route.target.clone())))
+        }
+        None if policy.deletes(destination) => Ok((destination.clone(), None)),
+        None => Err(Refusal::RouteNotInMainTable {
+            table: main.id.clone(),
+            destination: destination.clone(),
+        }),
+    }
+}
+
+/// Every destination a whole-VPC reconcile looks at: the main table's eligible routes, and
+/// with deletes on, our kind of static route in a custom table whose destination the main
+/// table no longer has at all (an ineligible main route still keeps its copies).
+fn wanted_for_all(
+    main: &RouteTable,
+    customs: &[&RouteTable],
+    policy: &Policy,
+) -> Vec<(Destination, Option<Target>)> {
+    let mut wanted: BTreeMap<Destination, Option<Target>> = BTreeMap::new();
+    for route in &main.routes {
+        let destination = &route.destination;
+        if wanted.contains_key(destination) || !policy.admits_destination(destination) {
+            continue;
+        }
+        if let Some(effective) = main.route_for(destination) {
+            if check_eligible(effective, policy).is_ok() {
+                wanted.insert(destination.clone(), Some(effective.target.clone()));
+            }
+        }
+    }
+    for route in customs.iter().flat_map(|t| &t.routes) {
+        let destination = &route.destination;
+        if policy.deletes(destination)
+            && !wanted.contains_key(destination)
+            && main.route_for(destination).is_none()
+            && is_ours(route, policy)
+        {
+            wanted.insert(destination.clone(), None);
+        }
+    }
+    wanted.into_iter().collect()
+}
+
+/// A route in a custom table that sync-routes may replace or delete: static, and to a
+/// kind of next hop it syncs.
+fn is_ours(route: &Route, policy: &Policy) -> bool {
+    route.origin == RouteOrigin::CreateRoute && policy.allowed_kinds.contains(&route.target.kind)
+}
+
 /// The eligibility rules of the original tool, in the order a person would check them.
-fn check_eligible(route: &Route, destination: IpNet, policy: &Policy) -> Result<(), Refusal> {
+fn check_eligible(route: &Route, policy: &Policy) -> Result<(), Refusal> {
+    let destination = route.destination.clone();
     if route.origin == RouteOrigin::CreateRouteTable || route.target.kind == TargetKind::Local {
         return Err(Refusal::LocalRoute { destination });
     }
@@ -389,12 +761,7 @@ fn check_eligible(route: &Route, destination: IpNet, policy: &Policy) -> Result<
             destination,
             target: route.target.id.clone(),
             kind: route.target.kind,
-            allowed: policy
-                .allowed_kinds
-                .iter()
-                .map(|k| k.name())
-                .collect::<Vec<_>>()
-                .join(", "),
+            allowed: policy.allowed_names(),
         });
     }
     Ok(())
@@ -402,34 +769,75 @@ fn check_eligible(route: &Route, destination: IpNet, policy: &Policy) -> Result<
 
 /// What to do in one custom table so that `destination` routes to `target`. Also used to
 /// re-decide a single table after a write met a concurrent change.
-pub fn plan_table(custom: &RouteTable, destination: IpNet, target: &Target) -> Action {
-    // A table can hold a propagated route and a static route for the same destination; the
-    // static one is what we own, so look at it first.
-    let existing = custom
-        .routes
-        .iter()
-        .filter(|r| r.has_destination(destination))
-        .min_by_key(|r| r.origin != RouteOrigin::CreateRoute);
-    let Some(existing) = existing else {
+pub fn plan_table(custom: &RouteTable, destination: &Destination, target: &Target) -> Action {
+    let Some(existing) = custom.route_for(destination) else {
         return Action::Create;
     };
-    match &existing.origin {
-        RouteOrigin::CreateRouteTable => {
-            Action::Skip(SkipReason::LocalRouteInTable { destination })
-        }
-        RouteOrigin::EnableVgwRoutePropagation => {
-            Action::Skip(SkipReason::PropagatedRouteInTable {
-                destination,
-                existing: existing.target.clone(),
-            })
-        }
-        _ if existing.target == *target => Action::Unchanged,
-        _ if existing.target.kind == target.kind => Action::Replace {
+    if let Some(skip) = not_ours(existing) {
+        return Action::Skip(skip);
+    }
+    if existing.target == *target {
+        Action::Unchanged
+    } else if existing.target.kind == target.kind {
+        Action::Replace {
             before: existing.target.clone(),
-        },
-        _ => Action::Skip(SkipReason::ConflictingTarget {
+        }
+    } else {
+        Action::Skip(SkipReason::ConflictingTarget {
+            destination: destination.clone(),
+            existing: existing.target.clone(),
+        })
+    }
+}
+
+/// What to do in one custom table now that the main table no longer has `destination`:
+/// delete our kind of static route, leave every other route as it is.
+pub fn plan_delete(custom: &RouteTable, destination: &Destination, policy: &Policy) -> Action {
+    let Some(existing) = custom.route_for(destination) else {
+        return Action::Unchanged;
+    };
+    if let Some(skip) = not_ours(existing) {
+        return Action::Skip(skip);
+    }
+    if policy.allowed_kinds.contains(&existing.target.kind) {
+        Action::Delete {
+            before: existing.target.clone(),
+        }
+    } else {
+        Action::Skip(SkipReason::ConflictingTarget {
+            destination: destination.clone(),
+            existing: existing.target.clone(),
+        })
+    }
+}
+
+/// Why a custom table's route for a destination belongs to someone else, if it does.
+fn not_ours(existing: &Route) -> Option<SkipReason> {
+    let destination = existing.destination.clone();
+    match &existing.origin {
+        RouteOrigin::CreateRoute => None,
+        RouteOrigin::CreateRouteTable => Some(SkipReason::LocalRouteInTable { destination }),
+        RouteOrigin::EnableVgwRoutePropagation => Some(SkipReason::PropagatedRouteInTable {
             destination,
             existing: existing.target.clone(),
         }),
+        origin => Some(SkipReason::ForeignOrigin {
+            destination,
+            existing: existing.target.clone(),
+            origin: origin.clone(),
+        }),
     }
+}
+
+/// The main table's current next hop for `destination`, for the engine's check that its
+/// read agrees with an event it has just received (EC2 is eventually consistent).
+pub fn main_target<'a>(
+    vpc_tables: &'a [RouteTable],
+    destination: &Destination,
+) -> Option<&'a Target> {
+    vpc_tables
+        .iter()
+        .find(|t| t.is_main)
+        .and_then(|t| t.route_for(destination))
+        .map(|r| &r.target)
 }

@@ -43,10 +43,12 @@ impl Outcome {
 pub enum TableActionTaken {
     Created,
     Replaced,
+    Deleted,
     Unchanged,
     Skipped,
     WouldCreate,
     WouldReplace,
+    WouldDelete,
     Failed,
 }
 
@@ -56,18 +58,41 @@ impl TableActionTaken {
         match self {
             TableActionTaken::Created => "created",
             TableActionTaken::Replaced => "replaced",
+            TableActionTaken::Deleted => "deleted",
             TableActionTaken::Unchanged => "unchanged",
             TableActionTaken::Skipped => "skipped",
             TableActionTaken::WouldCreate => "would-create",
             TableActionTaken::WouldReplace => "would-replace",
+            TableActionTaken::WouldDelete => "would-delete",
             TableActionTaken::Failed => "failed",
         }
     }
+
+    /// A route was written (created, replaced or deleted).
+    pub fn is_change(self) -> bool {
+        matches!(
+            self,
+            TableActionTaken::Created | TableActionTaken::Replaced | TableActionTaken::Deleted
+        )
+    }
+
+    pub fn is_dry_run_change(self) -> bool {
+        matches!(
+            self,
+            TableActionTaken::WouldCreate
+                | TableActionTaken::WouldReplace
+                | TableActionTaken::WouldDelete
+        )
+    }
 }
 
+/// One destination in one custom table (or, with no destination, a whole table left alone).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TableReport {
+    pub vpc_id: String,
     pub route_table_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
     pub action: TableActionTaken,
     /// The next hop before, if the table had a route for the destination.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -97,6 +122,42 @@ pub enum NoticeStatus {
 pub struct CallCounts {
     pub describe_route_tables: u32,
     pub route_writes: u32,
+    /// Calls EC2 answered with `RequestLimitExceeded` (each one was retried).
+    pub throttled: u32,
+}
+
+/// How many (destination, table) pairs ended each way, so a sweep's report stays short:
+/// its `tables` list leaves out the unchanged pairs, these counts do not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub vpcs: u32,
+    pub created: u32,
+    pub replaced: u32,
+    pub deleted: u32,
+    pub unchanged: u32,
+    pub skipped: u32,
+    pub would_change: u32,
+    pub failed: u32,
+}
+
+impl Counts {
+    pub fn add(&mut self, action: TableActionTaken) {
+        match action {
+            TableActionTaken::Created => self.created += 1,
+            TableActionTaken::Replaced => self.replaced += 1,
+            TableActionTaken::Deleted => self.deleted += 1,
+            TableActionTaken::Unchanged => self.unchanged += 1,
+            TableActionTaken::Skipped => self.skipped += 1,
+            TableActionTaken::WouldCreate
+            | TableActionTaken::WouldReplace
+            | TableActionTaken::WouldDelete => self.would_change += 1,
+            TableActionTaken::Failed => self.failed += 1,
+        }
+    }
+
+    pub fn changed(&self) -> u32 {
+        self.created + self.replaced + self.deleted
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -104,6 +165,9 @@ pub struct Report {
     pub outcome: Outcome,
     /// One sentence for people: the notice subject and the log line say the same.
     pub message: String,
+    /// What asked: the CloudTrail event name, `schedule`, `manual`, `http` or `watch`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// A stable code for refusals, ignores and rejections (`not-main-table` ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -118,7 +182,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
     pub dry_run: bool,
+    /// Every table for a single-destination request; for a wider reconcile every pair that
+    /// did not stay unchanged, by VPC, destination and table.
     pub tables: Vec<TableReport>,
+    pub counts: Counts,
     pub calls: CallCounts,
     pub notice: NoticeStatus,
     /// The error behind `failed`, if a call failed before any table could be decided.
@@ -139,6 +206,7 @@ impl Report {
         Self {
             outcome,
             message,
+            trigger: None,
             reason: None,
             vpc_id: None,
             route_table_id: None,
@@ -147,6 +215,7 @@ impl Report {
             target: None,
             dry_run: false,
             tables: Vec::new(),
+            counts: Counts::default(),
             calls: CallCounts::default(),
             notice: NoticeStatus::NotNeeded,
             error: None,
@@ -160,12 +229,7 @@ impl Report {
     }
 
     pub fn changed_tables(&self) -> impl Iterator<Item = &TableReport> {
-        self.tables.iter().filter(|t| {
-            matches!(
-                t.action,
-                TableActionTaken::Created | TableActionTaken::Replaced
-            )
-        })
+        self.tables.iter().filter(|t| t.action.is_change())
     }
 
     /// Whether Lambda should treat the invocation as failed, so that its retries and the
@@ -198,10 +262,12 @@ mod tests {
         for action in [
             TableActionTaken::Created,
             TableActionTaken::Replaced,
+            TableActionTaken::Deleted,
             TableActionTaken::Unchanged,
             TableActionTaken::Skipped,
             TableActionTaken::WouldCreate,
             TableActionTaken::WouldReplace,
+            TableActionTaken::WouldDelete,
             TableActionTaken::Failed,
         ] {
             assert_eq!(serde_json::to_value(action).unwrap(), action.name());

@@ -1,19 +1,22 @@
-//! The sync itself: read the VPC's tables once, plan in pure code, write concurrently,
-//! notify. AWS sits behind two small ports (`RouteTables`, `Notifier`) so that this file is
-//! tested with in-memory fakes as well as against moto.
+//! The reconcile engine: read the tables in scope, plan in pure code, write concurrently,
+//! report, notify. Every trigger comes through `Syncer::run`; AWS sits behind two small
+//! ports (`RouteTables`, `Notifier`) so that this file is tested with in-memory fakes as
+//! well as against moto.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, StreamExt};
-use ipnet::IpNet;
 use tokio::time::Instant;
 
 use crate::domain::notice::{self, Notice};
-use crate::domain::plan::{self, Action, Plan, Policy, RouteTable, Target};
+use crate::domain::plan::{
+    self, Action, Destination, Destinations, Policy, Refusal, RouteTable, Scope, Target, VpcPlan,
+};
 use crate::domain::report::{NoticeStatus, Outcome, Report, TableActionTaken, TableReport};
-use crate::domain::request::SyncRequest;
+use crate::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
 
 /// How a failed AWS call may be retried. Decided by the adapter, acted on by `retry`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +39,7 @@ pub struct AwsError {
 }
 
 /// A route write that did not happen. The first two are EC2 telling us the table changed
-/// under us since we read it; the sync re-decides that table rather than guess.
+/// under us since we read it; the engine re-decides that table rather than guess.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
     #[error("the route already exists")]
@@ -51,13 +54,15 @@ pub enum WriteError {
 pub enum WriteMode {
     Create,
     Replace,
+    Delete,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteWrite {
     pub table_id: String,
-    pub destination: IpNet,
-    pub target: Target,
+    pub destination: Destination,
+    /// The next hop to write; `None` for a delete.
+    pub target: Option<Target>,
     pub mode: WriteMode,
     pub dry_run: bool,
 }
@@ -77,10 +82,15 @@ pub trait RouteTables: Sync {
         table_id: &str,
         deadline: Instant,
     ) -> impl Future<Output = Result<Option<RouteTable>, AwsError>> + Send;
-    /// Every route table of the VPC, in one call (following pages if EC2 pages).
+    /// Every route table of these VPCs, in one call (following pages if EC2 pages).
     fn vpc_tables(
         &self,
-        vpc_id: &str,
+        vpc_ids: &[String],
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Vec<RouteTable>, AwsError>> + Send;
+    /// Every route table in the region, in one paged call.
+    fn all_tables(
+        &self,
         deadline: Instant,
     ) -> impl Future<Output = Result<Vec<RouteTable>, AwsError>> + Send;
     fn write_route(
@@ -88,6 +98,10 @@ pub trait RouteTables: Sync {
         write: &RouteWrite,
         deadline: Instant,
     ) -> impl Future<Output = Result<WriteOutcome, WriteError>> + Send;
+    /// Calls throttled so far by this process (each was retried), for the metrics.
+    fn throttled_calls(&self) -> u32 {
+        0
+    }
 }
 
 /// The notice port (SNS in production).
@@ -102,6 +116,10 @@ pub struct SyncSettings {
     /// Writes in flight at once for one request. Enough for every table of a typical VPC
     /// at once; bounded so a VPC with hundreds of tables does not empty EC2's bucket.
     pub max_concurrent_writes: usize,
+    /// How fresh an event must be for a disagreeing read to be read again, and the pause
+    /// before that second read (EC2's API is eventually consistent).
+    pub fresh_event: Duration,
+    pub consistency_pause: Duration,
 }
 
 impl Default for SyncSettings {
@@ -109,6 +127,8 @@ impl Default for SyncSettings {
         Self {
             policy: Policy::default(),
             max_concurrent_writes: 16,
+            fresh_event: Duration::from_secs(60),
+            consistency_pause: Duration::from_secs(1),
         }
     }
 }
@@ -117,7 +137,7 @@ impl Default for SyncSettings {
 /// process: a warm function reads the VPC's tables exactly once per event.
 const VPC_CACHE_LIMIT: usize = 10_000;
 
-/// The sync engine. Built once per process; `sync` is called once per request.
+/// The engine. Built once per process; `run` is called once per request.
 pub struct Syncer<E, N> {
     ec2: E,
     notifier: Option<N>,
@@ -126,15 +146,38 @@ pub struct Syncer<E, N> {
 }
 
 /// Why loading the tables ended the request early.
-enum LoadStop {
-    Refused(plan::Refusal),
+enum Stop {
+    Refused(Refusal),
+    Ignored { code: &'static str, message: String },
     Failed(AwsError),
 }
 
-impl From<AwsError> for LoadStop {
+impl From<AwsError> for Stop {
     fn from(error: AwsError) -> Self {
-        LoadStop::Failed(error)
+        Stop::Failed(error)
     }
+}
+
+impl From<Refusal> for Stop {
+    fn from(refusal: Refusal) -> Self {
+        Stop::Refused(refusal)
+    }
+}
+
+/// The tables to plan, grouped by VPC, and the part of each VPC to reconcile.
+struct Loaded {
+    vpcs: Vec<Vec<RouteTable>>,
+    scope: Scope,
+}
+
+/// One write to make: a destination in one table, as planned.
+#[derive(Clone, Copy)]
+struct WriteJob<'a> {
+    vpc_id: &'a str,
+    destination: &'a Destination,
+    target: Option<&'a Target>,
+    table_id: &'a str,
+    action: &'a Action,
 }
 
 impl<E: RouteTables, N: Notifier> Syncer<E, N> {
@@ -147,43 +190,81 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         }
     }
 
-    pub async fn sync(&self, request: &SyncRequest, deadline: Instant) -> Report {
-        let mut report = Report::new(Outcome::Failed, String::new());
-        report.route_table_id = Some(request.route_table_id.clone());
-        report.destination = Some(request.destination.to_string());
-        report.dry_run = request.dry_run;
-        report.vpc_id = request.vpc_id.clone();
+    pub fn settings(&self) -> &SyncSettings {
+        &self.settings
+    }
 
-        let tables = match self.load(request, deadline, &mut report).await {
-            Ok(tables) => tables,
-            Err(LoadStop::Refused(refusal)) => return refused(report, &refusal),
-            Err(LoadStop::Failed(error)) => {
-                report.message = format!(
-                    "could not read the route tables for {}: {error}",
-                    request.route_table_id
-                );
+    /// Reconciles what `request` names and reports every decision.
+    pub async fn run(&self, request: &SyncRequest, deadline: Instant) -> Report {
+        let mut report = Report::new(Outcome::Failed, String::new());
+        report.trigger = Some(request.source.name());
+        report.dry_run = request.dry_run;
+        match &request.subject {
+            Subject::Route {
+                table_id,
+                vpc_id,
+                destination,
+                ..
+            } => {
+                report.route_table_id = Some(table_id.clone());
+                report.vpc_id = vpc_id.clone();
+                report.destination = Some(destination.to_string());
+            }
+            Subject::NewTable { table_id, vpc_id } => {
+                report.route_table_id = Some(table_id.clone());
+                report.vpc_id = Some(vpc_id.clone());
+            }
+            Subject::Association { table_id } => report.route_table_id = Some(table_id.clone()),
+            Subject::Reconcile { vpc_id } => report.vpc_id = vpc_id.clone(),
+        }
+        let throttled_before = self.ec2.throttled_calls();
+
+        let loaded = match self.load(request, deadline, &mut report).await {
+            Ok(loaded) => loaded,
+            Err(Stop::Refused(refusal)) => return refused(report, &refusal),
+            Err(Stop::Ignored { code, message }) => return ignored(report, code, message),
+            Err(Stop::Failed(error)) => {
+                report.message = format!("could not read the route tables: {error}");
                 report.error = Some(error.to_string());
+                report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
                 return report;
             }
         };
 
-        let plan = match plan::plan(
-            &tables,
-            &request.route_table_id,
-            request.destination,
-            &self.settings.policy,
-        ) {
-            Ok(plan) => plan,
-            Err(refusal) => return refused(report, &refusal),
-        };
-        report.vpc_id = Some(plan.vpc_id.clone());
-        report.main_route_table_id = Some(plan.main_table_id.clone());
-        report.target = Some(plan.target.to_string());
+        let single_vpc = loaded.vpcs.len() == 1;
+        let mut plans = Vec::with_capacity(loaded.vpcs.len());
+        for tables in &loaded.vpcs {
+            match plan::reconcile(tables, &loaded.scope, &self.settings.policy) {
+                Ok(plan) => plans.push(plan),
+                Err(refusal) if single_vpc => return refused(report, &refusal),
+                // One odd VPC (EC2 always gives a VPC a main table) never stops a sweep.
+                Err(refusal) => {
+                    tracing::warn!(decision = "refused", reason = refusal.code(), summary = %refusal)
+                }
+            }
+        }
+        report.counts.vpcs = plans.len() as u32;
+        if let [plan] = plans.as_slice() {
+            report.vpc_id = Some(plan.vpc_id.clone());
+            report.main_route_table_id = Some(plan.main_table_id.clone());
+            if let [route] = plan.routes.as_slice() {
+                if matches!(loaded.scope.destinations, Destinations::One(_)) {
+                    report.target = route.target.as_ref().map(ToString::to_string);
+                }
+            }
+        }
 
-        report.tables = self
-            .apply(&plan, request.dry_run, deadline, &mut report)
-            .await;
-        summarise(&mut report, &plan);
+        let single_destination = matches!(loaded.scope.destinations, Destinations::One(_));
+        self.apply(
+            &plans,
+            request.dry_run,
+            single_destination,
+            deadline,
+            &mut report,
+        )
+        .await;
+        report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
+        summarise(&mut report, &plans, single_destination);
 
         if let Some(notice) = notice::notice_for(&report, request) {
             report.notice = match &self.notifier {
@@ -201,188 +282,426 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         report
     }
 
-    /// Reads the VPC's tables: one call when the table's VPC is known (manual request, or
-    /// cached), two when cold. The cold read of the table alone also ends the echo of our
-    /// own writes to a custom table after one call.
+    /// Reads what the request needs, as few calls as it can: one for a warm route event, a
+    /// new table or one VPC; two for a cold route event (the table alone first, which also
+    /// ends the echo of our own write to a custom table after one call); one paged call for
+    /// a sweep.
     async fn load(
         &self,
         request: &SyncRequest,
         deadline: Instant,
         report: &mut Report,
-    ) -> Result<Vec<RouteTable>, LoadStop> {
-        let known_vpc = request
-            .vpc_id
-            .clone()
-            .or_else(|| self.cached_vpc(&request.route_table_id));
-        let vpc_id = match known_vpc {
-            Some(vpc) => vpc,
-            None => {
-                report.calls.describe_route_tables += 1;
-                let Some(table) = self.ec2.table(&request.route_table_id, deadline).await? else {
-                    return Err(LoadStop::Refused(plan::Refusal::UnknownTable {
-                        table: request.route_table_id.clone(),
+    ) -> Result<Loaded, Stop> {
+        let policy = &self.settings.policy;
+        match &request.subject {
+            Subject::Route {
+                table_id,
+                vpc_id,
+                destination,
+                expected,
+            } => {
+                if expected == &Some(MainRoute::Gone) && !policy.propagate_deletes {
+                    return Err(Stop::Ignored {
+                        code: "deletes-off",
+                        message: format!(
+                            "a route for {destination} was deleted from {table_id}; deletions are copied only with SYNC_PROPAGATE_DELETES=true"
+                        ),
+                    });
+                }
+                let vpc = match vpc_id.clone().or_else(|| self.cached_vpc(table_id)) {
+                    Some(vpc) => vpc,
+                    None => self.main_table_vpc(table_id, deadline, report).await?,
+                };
+                self.check_vpc(&vpc)?;
+                let mut tables = self.read_vpc(&vpc, deadline, report).await?;
+                let Some(table) = tables.iter().find(|t| t.id == *table_id) else {
+                    self.forget(table_id);
+                    return Err(Stop::Refused(if vpc_id.is_some() {
+                        Refusal::TableNotInVpc {
+                            table: table_id.clone(),
+                            vpc,
+                        }
+                    } else {
+                        Refusal::UnknownTable {
+                            table: table_id.clone(),
+                        }
                     }));
                 };
-                self.remember(&table.id, &table.vpc_id);
-                report.vpc_id = Some(table.vpc_id.clone());
+                // Main-ness is never cached: ReplaceRouteTableAssociation moves it any time.
                 if !table.is_main {
-                    return Err(LoadStop::Refused(plan::Refusal::NotMainTable {
-                        table: table.id,
-                        vpc: table.vpc_id,
-                        main: None,
-                    }));
+                    return Err(Refusal::NotMainTable {
+                        table: table_id.clone(),
+                        vpc,
+                        main: tables.iter().find(|t| t.is_main).map(|t| t.id.clone()),
+                    }
+                    .into());
                 }
-                table.vpc_id
+                if let Some(expected) = expected {
+                    if self.read_lags(&tables, destination, expected, &request.source) {
+                        tracing::info!(decision = "read-again", table = %table_id, destination = %destination, "the main table does not show the event's change yet");
+                        let pause = self.settings.consistency_pause;
+                        tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
+                        tables = self.read_vpc(&vpc, deadline, report).await?;
+                    }
+                }
+                Ok(Loaded {
+                    vpcs: vec![tables],
+                    scope: Scope::destination(destination.clone()),
+                })
             }
-        };
-        report.calls.describe_route_tables += 1;
-        let tables = self.ec2.vpc_tables(&vpc_id, deadline).await?;
-        if !tables.iter().any(|t| t.id == request.route_table_id) {
-            self.forget(&request.route_table_id);
-            let refusal = if request.vpc_id.is_some() {
-                plan::Refusal::TableNotInVpc {
-                    table: request.route_table_id.clone(),
-                    vpc: vpc_id,
+            Subject::NewTable { table_id, vpc_id } => {
+                self.check_vpc(vpc_id)?;
+                let tables = self.read_vpc(vpc_id, deadline, report).await?;
+                if !tables.iter().any(|t| t.id == *table_id) {
+                    return Err(Refusal::UnknownTable {
+                        table: table_id.clone(),
+                    }
+                    .into());
                 }
-            } else {
-                plan::Refusal::UnknownTable {
-                    table: request.route_table_id.clone(),
+                Ok(Loaded {
+                    vpcs: vec![tables],
+                    scope: Scope::table(table_id),
+                })
+            }
+            Subject::Association { table_id } => {
+                let vpc = match self.cached_vpc(table_id) {
+                    Some(vpc) => vpc,
+                    None => {
+                        report.calls.describe_route_tables += 1;
+                        let table = self.ec2.table(table_id, deadline).await?.ok_or_else(|| {
+                            Refusal::UnknownTable {
+                                table: table_id.clone(),
+                            }
+                        })?;
+                        self.remember(&table.id, &table.vpc_id);
+                        report.vpc_id = Some(table.vpc_id.clone());
+                        self.check_vpc(&table.vpc_id)?;
+                        if !table.is_main {
+                            return Err(subnet_association(&table));
+                        }
+                        table.vpc_id
+                    }
+                };
+                self.check_vpc(&vpc)?;
+                let tables = self.read_vpc(&vpc, deadline, report).await?;
+                match tables.iter().find(|t| t.id == *table_id) {
+                    Some(table) if table.is_main => Ok(Loaded {
+                        vpcs: vec![tables],
+                        scope: Scope::vpc(),
+                    }),
+                    Some(table) => Err(subnet_association(table)),
+                    None => Err(Refusal::UnknownTable {
+                        table: table_id.clone(),
+                    }
+                    .into()),
                 }
-            };
-            return Err(LoadStop::Refused(refusal));
+            }
+            Subject::Reconcile { vpc_id: Some(vpc) } => {
+                self.check_vpc(vpc)?;
+                let tables = self.read_vpc(vpc, deadline, report).await?;
+                if tables.is_empty() {
+                    return Err(Refusal::UnknownVpc { vpc: vpc.clone() }.into());
+                }
+                Ok(Loaded {
+                    vpcs: vec![tables],
+                    scope: Scope::vpc(),
+                })
+            }
+            Subject::Reconcile { vpc_id: None } => {
+                report.calls.describe_route_tables += 1;
+                let tables = match &policy.vpc_ids {
+                    Some(ids) => {
+                        let ids: Vec<String> = ids.iter().cloned().collect();
+                        self.ec2.vpc_tables(&ids, deadline).await?
+                    }
+                    None => self.ec2.all_tables(deadline).await?,
+                };
+                let mut by_vpc: BTreeMap<String, Vec<RouteTable>> = BTreeMap::new();
+                for table in tables {
+                    self.remember(&table.id, &table.vpc_id);
+                    if policy.admits_vpc(&table.vpc_id) {
+                        by_vpc.entry(table.vpc_id.clone()).or_default().push(table);
+                    }
+                }
+                Ok(Loaded {
+                    vpcs: by_vpc.into_values().collect(),
+                    scope: Scope::vpc(),
+                })
+            }
         }
+    }
+
+    /// A cold route event: reads the table alone to learn its VPC, and stops there unless
+    /// it is the main table.
+    async fn main_table_vpc(
+        &self,
+        table_id: &str,
+        deadline: Instant,
+        report: &mut Report,
+    ) -> Result<String, Stop> {
+        report.calls.describe_route_tables += 1;
+        let table =
+            self.ec2
+                .table(table_id, deadline)
+                .await?
+                .ok_or_else(|| Refusal::UnknownTable {
+                    table: table_id.to_owned(),
+                })?;
+        self.remember(&table.id, &table.vpc_id);
+        report.vpc_id = Some(table.vpc_id.clone());
+        self.check_vpc(&table.vpc_id)?;
+        if !table.is_main {
+            return Err(Refusal::NotMainTable {
+                table: table.id,
+                vpc: table.vpc_id,
+                main: None,
+            }
+            .into());
+        }
+        Ok(table.vpc_id)
+    }
+
+    async fn read_vpc(
+        &self,
+        vpc_id: &str,
+        deadline: Instant,
+        report: &mut Report,
+    ) -> Result<Vec<RouteTable>, Stop> {
+        report.calls.describe_route_tables += 1;
+        let tables = self.ec2.vpc_tables(&[vpc_id.to_owned()], deadline).await?;
         for table in &tables {
             self.remember(&table.id, &table.vpc_id);
         }
         Ok(tables)
     }
 
-    /// Writes every table that needs it, at most `max_concurrent_writes` at once, and
-    /// reports every table, written or not, in table-id order.
-    async fn apply(
-        &self,
-        plan: &Plan,
-        dry_run: bool,
-        deadline: Instant,
-        report: &mut Report,
-    ) -> Vec<TableReport> {
-        let writes = stream::iter(plan.writes())
-            .map(|table| self.write_table(plan, &table.table_id, &table.action, dry_run, deadline))
-            .buffer_unordered(self.settings.max_concurrent_writes.max(1))
-            .collect::<Vec<_>>()
-            .await;
-        let mut tables: Vec<TableReport> = Vec::with_capacity(plan.actions.len());
-        for (table_report, calls) in writes {
-            report.calls.describe_route_tables += calls.reads;
-            report.calls.route_writes += calls.writes;
-            tables.push(table_report);
+    /// `SYNC_VPC_IDS`: a VPC outside the list is answered `ignored`, before any write.
+    fn check_vpc(&self, vpc_id: &str) -> Result<(), Stop> {
+        if self.settings.policy.admits_vpc(vpc_id) {
+            Ok(())
+        } else {
+            Err(Stop::Ignored {
+                code: "vpc-not-in-scope",
+                message: format!("{vpc_id} is not in SYNC_VPC_IDS; this function leaves it alone"),
+            })
         }
-        for table in &plan.actions {
-            if let Some(settled) = settled(&table.table_id, &table.action, plan) {
-                log_table(plan, &settled, dry_run);
-                tables.push(settled);
-            }
-        }
-        tables.sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
-        tables
     }
 
-    /// Writes one table. EC2 may disagree with our read (another writer, a duplicate
-    /// event in flight): `RouteAlreadyExists` on create and a missing route on replace
-    /// both mean "look again", so the table is re-read and re-decided by the same pure
-    /// rule, which still refuses to clobber a route of another kind.
+    /// Whether the main table, as just read, still disagrees with a fresh event: EC2's
+    /// reads may lag a write by a moment. A late event is answered from the state as read,
+    /// so it stays cheap.
+    fn read_lags(
+        &self,
+        tables: &[RouteTable],
+        destination: &Destination,
+        expected: &MainRoute,
+        source: &RequestSource,
+    ) -> bool {
+        let RequestSource::CloudTrail {
+            event_time: Some(event_time),
+            ..
+        } = source
+        else {
+            return false;
+        };
+        let age = SystemTime::now()
+            .duration_since(*event_time)
+            .unwrap_or_default();
+        if age > self.settings.fresh_event {
+            return false;
+        }
+        let now = plan::main_target(tables, destination);
+        match expected {
+            MainRoute::To(target) => now != Some(target),
+            MainRoute::Gone => now.is_some(),
+        }
+    }
+
+    /// Writes every (destination, table) pair that needs it, at most
+    /// `max_concurrent_writes` at once, and reports them in plan order.
+    async fn apply(
+        &self,
+        plans: &[VpcPlan],
+        dry_run: bool,
+        single_destination: bool,
+        deadline: Instant,
+        report: &mut Report,
+    ) {
+        let jobs = plans.iter().flat_map(|plan| {
+            plan.writes().map(move |(route, table)| WriteJob {
+                vpc_id: &plan.vpc_id,
+                destination: &route.destination,
+                target: route.target.as_ref(),
+                table_id: &table.table_id,
+                action: &table.action,
+            })
+        });
+        let mut written: HashMap<(String, String, String), TableReport> = stream::iter(jobs)
+            .map(|job| self.write_table(job, dry_run, deadline))
+            .buffer_unordered(self.settings.max_concurrent_writes.max(1))
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .map(|(table, calls)| {
+                report.calls.describe_route_tables += calls.reads;
+                report.calls.route_writes += calls.writes;
+                let key = (
+                    table.vpc_id.clone(),
+                    table.destination.clone().unwrap_or_default(),
+                    table.route_table_id.clone(),
+                );
+                (key, table)
+            })
+            .collect();
+
+        for plan in plans {
+            for (table_id, skip) in &plan.skipped_tables {
+                let destination = match plan.routes.as_slice() {
+                    [route] if single_destination => Some(route.destination.to_string()),
+                    _ => None,
+                };
+                let table = TableReport {
+                    vpc_id: plan.vpc_id.clone(),
+                    route_table_id: table_id.clone(),
+                    destination,
+                    action: TableActionTaken::Skipped,
+                    before: None,
+                    after: None,
+                    reason: Some(skip.to_string()),
+                };
+                log_table(&table, dry_run);
+                report.counts.add(TableActionTaken::Skipped);
+                report.tables.push(table);
+            }
+            for route in &plan.routes {
+                for table in &route.actions {
+                    let key = (
+                        plan.vpc_id.clone(),
+                        route.destination.to_string(),
+                        table.table_id.clone(),
+                    );
+                    let entry = match written.remove(&key) {
+                        Some(entry) => entry,
+                        None => {
+                            let job = WriteJob {
+                                vpc_id: &plan.vpc_id,
+                                destination: &route.destination,
+                                target: route.target.as_ref(),
+                                table_id: &table.table_id,
+                                action: &table.action,
+                            };
+                            match settled(&job) {
+                                Some(entry) => {
+                                    log_table(&entry, dry_run);
+                                    entry
+                                }
+                                None => continue,
+                            }
+                        }
+                    };
+                    report.counts.add(entry.action);
+                    if single_destination || entry.action != TableActionTaken::Unchanged {
+                        report.tables.push(entry);
+                    }
+                }
+            }
+        }
+        // A single-destination report reads best in table order, as it always has.
+        if single_destination {
+            report
+                .tables
+                .sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
+        }
+    }
+
+    /// Writes one destination in one table. EC2 may disagree with our read (another
+    /// writer, a duplicate event in flight): `RouteAlreadyExists` on create and a missing
+    /// route on replace or delete all mean "look again", so the table is re-read and
+    /// re-decided by the same pure rule, which still refuses to clobber a route of another
+    /// kind.
     async fn write_table(
         &self,
-        plan: &Plan,
-        table_id: &str,
-        action: &Action,
+        job: WriteJob<'_>,
         dry_run: bool,
         deadline: Instant,
     ) -> (TableReport, WriteCalls) {
         const MAX_REDECISIONS: u32 = 3;
         let mut calls = WriteCalls::default();
-        let mut action = action.clone();
+        let mut action = job.action.clone();
         let mut redecisions = 0;
         let result = loop {
-            if let Some(mut settled) = settled(table_id, &action, plan) {
-                if settled.action == TableActionTaken::Unchanged {
+            let current = WriteJob {
+                action: &action,
+                ..job
+            };
+            if let Some(mut settled) = settled(&current) {
+                if settled.action == TableActionTaken::Unchanged && redecisions > 0 {
                     settled.reason = Some("already in place (written concurrently)".into());
                 }
                 break settled;
             }
             let (mode, before) = match &action {
                 Action::Replace { before } => (WriteMode::Replace, Some(before.to_string())),
+                Action::Delete { before } => (WriteMode::Delete, Some(before.to_string())),
                 // Action::Create; `settled` took the others.
                 _ => (WriteMode::Create, None),
             };
             let write = RouteWrite {
-                table_id: table_id.to_owned(),
-                destination: plan.destination,
-                target: plan.target.clone(),
+                table_id: job.table_id.to_owned(),
+                destination: job.destination.clone(),
+                target: job.target.cloned(),
                 mode,
                 dry_run,
             };
             calls.writes += 1;
-            let attempt = match (self.ec2.write_route(&write, deadline).await, mode) {
-                (Ok(WriteOutcome::Written), WriteMode::Create) => {
-                    Attempt::Done(TableActionTaken::Created)
-                }
-                (Ok(WriteOutcome::Written), WriteMode::Replace) => {
-                    Attempt::Done(TableActionTaken::Replaced)
-                }
-                (Ok(WriteOutcome::DryRunPassed), WriteMode::Create) => {
-                    Attempt::Done(TableActionTaken::WouldCreate)
-                }
-                (Ok(WriteOutcome::DryRunPassed), WriteMode::Replace) => {
-                    Attempt::Done(TableActionTaken::WouldReplace)
-                }
-                (Err(WriteError::AlreadyExists | WriteError::NotFound), _)
+            let attempt = match self.ec2.write_route(&write, deadline).await {
+                Ok(outcome) => Attempt::Done(taken(mode, outcome)),
+                Err(WriteError::AlreadyExists | WriteError::NotFound)
                     if redecisions < MAX_REDECISIONS =>
                 {
                     Attempt::LookAgain
                 }
-                (Err(error), _) => Attempt::Failed(error.to_string()),
+                Err(error) => Attempt::Failed(error.to_string()),
             };
             match attempt {
-                Attempt::Done(taken) => break table_report(table_id, taken, plan, before, None),
+                Attempt::Done(taken) => break table_report(&job, taken, before, None),
                 Attempt::Failed(error) => {
-                    break table_report(
-                        table_id,
-                        TableActionTaken::Failed,
-                        plan,
-                        before,
-                        Some(error),
-                    )
+                    break table_report(&job, TableActionTaken::Failed, before, Some(error))
                 }
                 Attempt::LookAgain => {
                     redecisions += 1;
                     calls.reads += 1;
-                    action = match self.ec2.table(table_id, deadline).await {
-                        Ok(Some(table)) => plan::plan_table(&table, plan.destination, &plan.target),
+                    action = match self.ec2.table(job.table_id, deadline).await {
+                        Ok(Some(table)) => match job.target {
+                            Some(target) => plan::plan_table(&table, job.destination, target),
+                            None => {
+                                plan::plan_delete(&table, job.destination, &self.settings.policy)
+                            }
+                        },
+                        // A delete that finds the table gone has nothing left to delete.
+                        Ok(None) if job.target.is_none() => Action::Unchanged,
                         Ok(None) => {
                             break table_report(
-                                table_id,
+                                &job,
                                 TableActionTaken::Failed,
-                                plan,
                                 before,
                                 Some("the table was deleted during the sync".into()),
                             )
                         }
                         Err(error) => {
                             break table_report(
-                                table_id,
+                                &job,
                                 TableActionTaken::Failed,
-                                plan,
                                 before,
                                 Some(error.to_string()),
                             )
                         }
                     };
-                    tracing::info!(decision = "redecide", table = table_id, destination = %plan.destination, action = ?action, "the table changed since it was read");
+                    tracing::info!(decision = "redecide", table = job.table_id, destination = %job.destination, action = ?action, "the table changed since it was read");
                 }
             }
         };
-        log_table(plan, &result, dry_run);
+        log_table(&result, dry_run);
         (result, calls)
     }
 
@@ -411,12 +730,33 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
     }
 }
 
+fn subnet_association(table: &RouteTable) -> Stop {
+    Stop::Ignored {
+        code: "subnet-association-change",
+        message: format!(
+            "{} is not the main route table of {}: a subnet association changed, which changes no route",
+            table.id, table.vpc_id
+        ),
+    }
+}
+
 /// How one write to a table went.
 enum Attempt {
     Done(TableActionTaken),
     Failed(String),
     /// EC2 says the table changed since it was read: read it again and re-decide.
     LookAgain,
+}
+
+fn taken(mode: WriteMode, outcome: WriteOutcome) -> TableActionTaken {
+    match (mode, outcome) {
+        (WriteMode::Create, WriteOutcome::Written) => TableActionTaken::Created,
+        (WriteMode::Replace, WriteOutcome::Written) => TableActionTaken::Replaced,
+        (WriteMode::Delete, WriteOutcome::Written) => TableActionTaken::Deleted,
+        (WriteMode::Create, WriteOutcome::DryRunPassed) => TableActionTaken::WouldCreate,
+        (WriteMode::Replace, WriteOutcome::DryRunPassed) => TableActionTaken::WouldReplace,
+        (WriteMode::Delete, WriteOutcome::DryRunPassed) => TableActionTaken::WouldDelete,
+    }
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -426,18 +766,19 @@ struct WriteCalls {
 }
 
 fn table_report(
-    table_id: &str,
+    job: &WriteJob<'_>,
     action: TableActionTaken,
-    plan: &Plan,
     before: Option<String>,
     reason: Option<String>,
 ) -> TableReport {
     let after = match action {
         TableActionTaken::Failed | TableActionTaken::Skipped => before.clone(),
-        _ => Some(plan.target.to_string()),
+        _ => job.target.map(ToString::to_string),
     };
     TableReport {
-        route_table_id: table_id.to_owned(),
+        vpc_id: job.vpc_id.to_owned(),
+        route_table_id: job.table_id.to_owned(),
+        destination: Some(job.destination.to_string()),
         action,
         before,
         after,
@@ -445,31 +786,32 @@ fn table_report(
     }
 }
 
-/// The report of a table that needs no write (unchanged, or skipped with its reason), or
-/// `None` for a create or replace.
-fn settled(table_id: &str, action: &Action, plan: &Plan) -> Option<TableReport> {
-    let (taken, before, reason) = match action {
+/// The report of a pair that needs no write (unchanged, or skipped with its reason), or
+/// `None` for a write.
+fn settled(job: &WriteJob<'_>) -> Option<TableReport> {
+    let (taken, before, reason) = match job.action {
         Action::Unchanged => (
             TableActionTaken::Unchanged,
-            Some(plan.target.to_string()),
+            job.target.map(ToString::to_string),
             None,
         ),
         Action::Skip(reason) => (
             TableActionTaken::Skipped,
-            skipped_target(reason),
+            Some(reason.existing()),
             Some(reason.to_string()),
         ),
-        Action::Create | Action::Replace { .. } => return None,
+        Action::Create | Action::Replace { .. } | Action::Delete { .. } => return None,
     };
-    Some(table_report(table_id, taken, plan, before, reason))
+    Some(table_report(job, taken, before, reason))
 }
 
 /// One log line per table decision, with the before and after.
-fn log_table(plan: &Plan, table: &TableReport, dry_run: bool) {
+fn log_table(table: &TableReport, dry_run: bool) {
     tracing::info!(
         decision = table.action.name(),
+        vpc = %table.vpc_id,
         table = %table.route_table_id,
-        destination = %plan.destination,
+        destination = table.destination.as_deref(),
         before = table.before.as_deref(),
         after = table.after.as_deref(),
         reason = table.reason.as_deref(),
@@ -477,15 +819,7 @@ fn log_table(plan: &Plan, table: &TableReport, dry_run: bool) {
     );
 }
 
-fn skipped_target(reason: &plan::SkipReason) -> Option<String> {
-    match reason {
-        plan::SkipReason::ConflictingTarget { existing, .. }
-        | plan::SkipReason::PropagatedRouteInTable { existing, .. } => Some(existing.to_string()),
-        plan::SkipReason::LocalRouteInTable { .. } => Some("local".to_owned()),
-    }
-}
-
-fn refused(mut report: Report, refusal: &plan::Refusal) -> Report {
+fn refused(mut report: Report, refusal: &Refusal) -> Report {
     report.outcome = Outcome::Refused;
     report.reason = Some(refusal.code().to_owned());
     report.message = refusal.to_string();
@@ -499,41 +833,75 @@ fn refused(mut report: Report, refusal: &plan::Refusal) -> Report {
     report
 }
 
-/// Sets the outcome and the one-line message from the per-table results.
-fn summarise(report: &mut Report, plan: &Plan) {
-    let count = |action| report.tables.iter().filter(|t| t.action == action).count();
-    let failed = count(TableActionTaken::Failed);
-    let changed = count(TableActionTaken::Created) + count(TableActionTaken::Replaced);
-    let would = count(TableActionTaken::WouldCreate) + count(TableActionTaken::WouldReplace);
-    let skipped = count(TableActionTaken::Skipped);
-    let total = report.tables.len();
-    let route = format!("{} -> {}", plan.destination, plan.target);
-    let skipped_note = if skipped > 0 {
-        format!(", {skipped} skipped")
+fn ignored(mut report: Report, code: &'static str, message: String) -> Report {
+    report.outcome = Outcome::Ignored;
+    report.reason = Some(code.to_owned());
+    report.message = message;
+    tracing::info!(decision = "ignored", reason = code, summary = %report.message);
+    report
+}
+
+/// Sets the outcome and the one-line message from the counts.
+fn summarise(report: &mut Report, plans: &[VpcPlan], single_destination: bool) {
+    let c = report.counts;
+    let skipped_note = if c.skipped > 0 {
+        format!(", {} skipped", c.skipped)
     } else {
         String::new()
     };
-    (report.outcome, report.message) = if failed > 0 {
+    let (what, unit) = match plans {
+        [plan] if single_destination => {
+            let route = plan.routes.first();
+            let what = match route {
+                Some(route) => match &route.target {
+                    Some(target) => format!("{} -> {target}", route.destination),
+                    None => format!("{} (gone from the main table)", route.destination),
+                },
+                None => "nothing".to_owned(),
+            };
+            (what, "custom tables")
+        }
+        [plan] => (
+            format!("reconcile of {}", plan.vpc_id),
+            "routes in custom tables",
+        ),
+        _ => (
+            format!("sweep of {} VPCs", plans.len()),
+            "routes in custom tables",
+        ),
+    };
+    // For one destination, "tables" are the pairs; for wider scopes, the pairs are routes.
+    let total =
+        c.created + c.replaced + c.deleted + c.unchanged + c.skipped + c.would_change + c.failed;
+    (report.outcome, report.message) = if c.failed > 0 {
         (
             Outcome::Failed,
-            format!("{route}: {failed} of {total} custom tables failed, {changed} updated{skipped_note}"),
+            format!(
+                "{what}: {} of {total} {unit} failed, {} updated{skipped_note}",
+                c.failed,
+                c.changed()
+            ),
         )
     } else if report.dry_run {
         (
             Outcome::DryRun,
             format!(
-                "dry run, {route}: {would} of {total} custom tables would change{skipped_note}"
+                "dry run, {what}: {} of {total} {unit} would change{skipped_note}",
+                c.would_change
             ),
         )
-    } else if changed > 0 {
+    } else if c.changed() > 0 {
         (
             Outcome::Synced,
-            format!("{route}: {changed} of {total} custom tables updated{skipped_note}"),
+            format!(
+                "{what}: {} of {total} {unit} updated{skipped_note}",
+                c.changed()
+            ),
         )
     } else {
         (
             Outcome::Unchanged,
-            format!("{route}: all {total} custom tables already up to date{skipped_note}"),
+            format!("{what}: all {total} {unit} already up to date{skipped_note}"),
         )
     };
 }

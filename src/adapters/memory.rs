@@ -1,0 +1,223 @@
+//! In-memory adapters: EC2's route tables and SNS as plain values, with EC2's answers to
+//! conflicting writes (`RouteAlreadyExists`, no route to replace or delete). They make the
+//! engine testable without an SDK or an emulator, and count every call so a test can
+//! assert the cost of a request.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::domain::notice::Notice;
+use crate::domain::plan::{Route, RouteOrigin, RouteState, RouteTable};
+use crate::domain::sync::{
+    AwsError, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode, WriteOutcome,
+};
+
+/// Applies one write to `tables` as EC2 would, or answers as EC2 would refuse it.
+pub fn apply_write(tables: &mut [RouteTable], write: &RouteWrite) -> Result<(), WriteError> {
+    let Some(table) = tables.iter_mut().find(|t| t.id == write.table_id) else {
+        return Err(WriteError::Aws(AwsError {
+            operation: "route write",
+            code: Some("InvalidRouteTableID.NotFound".into()),
+            message: format!("The routeTable ID '{}' does not exist", write.table_id),
+            retry: RetryClass::Permanent,
+        }));
+    };
+    // Our writes touch only the static route; a propagated one beside it stays.
+    let existing = table
+        .routes
+        .iter()
+        .position(|r| r.destination == write.destination && r.origin == RouteOrigin::CreateRoute);
+    match (write.mode, existing, &write.target) {
+        (WriteMode::Create, Some(_), _) => Err(WriteError::AlreadyExists),
+        (WriteMode::Replace | WriteMode::Delete, None, _) => Err(WriteError::NotFound),
+        (WriteMode::Delete, Some(i), _) => {
+            table.routes.remove(i);
+            Ok(())
+        }
+        (WriteMode::Replace, Some(i), Some(target)) => {
+            table.routes[i].target = target.clone();
+            table.routes[i].state = RouteState::Active;
+            Ok(())
+        }
+        (WriteMode::Create, _, Some(target)) => {
+            table.routes.push(Route {
+                destination: write.destination.clone(),
+                target: target.clone(),
+                state: RouteState::Active,
+                origin: RouteOrigin::CreateRoute,
+            });
+            Ok(())
+        }
+        (_, _, None) => Err(WriteError::Aws(AwsError {
+            operation: "route write",
+            code: Some("MissingParameter".into()),
+            message: "a create or replace needs a next hop".into(),
+            retry: RetryClass::Permanent,
+        })),
+    }
+}
+
+/// EC2 in memory. Implemented on a reference too, so a test keeps it to inspect and change.
+#[derive(Default)]
+pub struct MemoryEc2 {
+    pub tables: Mutex<Vec<RouteTable>>,
+    pub table_reads: AtomicU32,
+    pub vpc_reads: AtomicU32,
+    pub region_reads: AtomicU32,
+    pub writes: AtomicU32,
+    pub max_in_flight: AtomicU32,
+    in_flight: AtomicU32,
+    /// Every write fails with this, if set (a throttle is held until the deadline, as the
+    /// retry loop would).
+    pub write_error: Mutex<Option<WriteError>>,
+    /// Every read fails with this, if set.
+    pub read_error: Mutex<Option<AwsError>>,
+    /// How long each write takes.
+    pub write_latency: Duration,
+}
+
+impl MemoryEc2 {
+    pub fn new(tables: Vec<RouteTable>) -> Self {
+        Self {
+            tables: Mutex::new(tables),
+            ..Self::default()
+        }
+    }
+
+    /// (reads of one table, reads of VPCs, writes) since the last call.
+    pub fn take_counts(&self) -> (u32, u32, u32) {
+        (
+            self.table_reads.swap(0, Ordering::SeqCst),
+            self.vpc_reads.swap(0, Ordering::SeqCst) + self.region_reads.swap(0, Ordering::SeqCst),
+            self.writes.swap(0, Ordering::SeqCst),
+        )
+    }
+
+    pub fn snapshot(&self) -> Vec<RouteTable> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<RouteTable>> {
+        self.tables.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read<T>(&self, pick: impl FnOnce(&[RouteTable]) -> T) -> Result<T, AwsError> {
+        if let Some(error) = self
+            .read_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            return Err(error);
+        }
+        Ok(pick(&self.lock()))
+    }
+}
+
+impl RouteTables for MemoryEc2 {
+    async fn table(&self, id: &str, _: Instant) -> Result<Option<RouteTable>, AwsError> {
+        self.table_reads.fetch_add(1, Ordering::SeqCst);
+        self.read(|tables| tables.iter().find(|t| t.id == id).cloned())
+    }
+
+    async fn vpc_tables(&self, vpcs: &[String], _: Instant) -> Result<Vec<RouteTable>, AwsError> {
+        self.vpc_reads.fetch_add(1, Ordering::SeqCst);
+        self.read(|tables| {
+            tables
+                .iter()
+                .filter(|t| vpcs.contains(&t.vpc_id))
+                .cloned()
+                .collect()
+        })
+    }
+
+    async fn all_tables(&self, _: Instant) -> Result<Vec<RouteTable>, AwsError> {
+        self.region_reads.fetch_add(1, Ordering::SeqCst);
+        self.read(<[RouteTable]>::to_vec)
+    }
+
+    async fn write_route(
+        &self,
+        write: &RouteWrite,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, WriteError> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(self.write_latency).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        let scripted = self
+            .write_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(error) = scripted {
+            if matches!(&error, WriteError::Aws(e) if e.retry == RetryClass::Throttled) {
+                tokio::time::sleep_until(deadline).await;
+            }
+            return Err(error);
+        }
+        if write.dry_run {
+            // EC2 checks a DryRun call without making it; conflicts still show.
+            let mut copy = self.snapshot();
+            apply_write(&mut copy, write)?;
+            return Ok(WriteOutcome::DryRunPassed);
+        }
+        apply_write(&mut self.lock(), write).map(|()| WriteOutcome::Written)
+    }
+}
+
+impl<T: RouteTables + Send> RouteTables for &T {
+    async fn table(&self, id: &str, deadline: Instant) -> Result<Option<RouteTable>, AwsError> {
+        (**self).table(id, deadline).await
+    }
+
+    async fn vpc_tables(
+        &self,
+        vpcs: &[String],
+        deadline: Instant,
+    ) -> Result<Vec<RouteTable>, AwsError> {
+        (**self).vpc_tables(vpcs, deadline).await
+    }
+
+    async fn all_tables(&self, deadline: Instant) -> Result<Vec<RouteTable>, AwsError> {
+        (**self).all_tables(deadline).await
+    }
+
+    async fn write_route(
+        &self,
+        write: &RouteWrite,
+        deadline: Instant,
+    ) -> Result<WriteOutcome, WriteError> {
+        (**self).write_route(write, deadline).await
+    }
+
+    fn throttled_calls(&self) -> u32 {
+        (**self).throttled_calls()
+    }
+}
+
+/// SNS in memory: keeps every notice.
+#[derive(Default)]
+pub struct MemoryNotifier {
+    pub sent: Mutex<Vec<Notice>>,
+}
+
+impl Notifier for MemoryNotifier {
+    async fn publish(&self, notice: &Notice) -> Result<(), String> {
+        self.sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(notice.clone());
+        Ok(())
+    }
+}
+
+impl<T: Notifier + Send> Notifier for &T {
+    async fn publish(&self, notice: &Notice) -> Result<(), String> {
+        (**self).publish(notice).await
+    }
+}
