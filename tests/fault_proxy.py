@@ -10,6 +10,9 @@ Against moto, the Lambda would never see what real EC2 does to it:
     answers 400 ``RouteAlreadyExists``;
   * moto never marks a route ``blackhole`` and has no propagated (VGW) routes;
   * moto ignores ``MaxResults``/``NextToken`` on ``DescribeRouteTables`` and answers everything at once;
+  * moto drops the prefix list of a ``CreateRoute`` to a network interface (always fixed here);
+  * moto stores a Gateway Load Balancer endpoint or an ODB network differently from how EC2
+    reports them (``gatewayId``), which ``rewrite_routes`` can show;
   * moto never fails by itself (5xx, slow answers), so retry paths are never exercised.
 
 This proxy sits between the AWS SDK and moto on loopback, forwards everything transparently
@@ -45,7 +48,7 @@ Config example (every key optional, absent = off):
      "page_size": 2}
 
 Order in which a client call meets the faults: throttling, injection, DryRun, strict routes,
-then forwarding (and DescribeRouteTables rewrite + paging on the way back).
+the prefix-list fix, then forwarding (and DescribeRouteTables rewrite + paging on the way back).
 
 Standard library only, one file, so it runs from the project's .venv or any python3.
 """
@@ -82,7 +85,7 @@ CONFIG_KEYS = {
     "dry_run_unauthorized",  # ["CreateRoute", ...]: DryRun answers 403 UnauthorizedOperation
     "strict_routes",  # true: RouteAlreadyExists / ReplaceRoute-on-missing like EC2
     "inject",  # [{"action", "status"?, "code"?, "message"?, "times"?, "delay_ms"?, "match"?, ...}]
-    "rewrite_routes",  # [{"route_table_id", "destination", "state"?, "origin"?}]
+    "rewrite_routes",  # [{"route_table_id", "destination", "state"?, "origin"?, "gateway_id"?, "odb_network_arn"?}]
     "page_size",  # int: paginate DescribeRouteTables like EC2
 }
 
@@ -300,6 +303,12 @@ def rewrite_route_tables(doc: str, rules: list[dict]) -> str:
                                 route = set_child(route, "state", rule["state"])
                             if rule.get("origin"):
                                 route = set_child(route, "origin", rule["origin"])
+                            # EC2 reports a Gateway Load Balancer endpoint (vpce-) and an ODB
+                            # network in gatewayId; moto stores neither that way.
+                            if rule.get("gateway_id"):
+                                route = set_child(route, "gatewayId", rule["gateway_id"])
+                            if rule.get("odb_network_arn"):
+                                route = set_child(route, "odbNetworkArn", rule["odb_network_arn"])
                     parts.append(table[p:ra])
                     parts.append(route)
                     p = rb
@@ -660,13 +669,39 @@ class Handler(BaseHTTPRequestHandler):
         if ec2 and cfg.get("strict_routes") and action in ("CreateRoute", "ReplaceRoute") and params.get("RouteTableId"):
             with st.table_lock(params["RouteTableId"]):
                 self._check_route(service, action, params)
-                return self._forward(body)
+                return self._route_write(action, params, body)
 
-        # 5. Forward, then dress DescribeRouteTables like EC2 would answer it.
+        # 5. moto 5.2.5 drops the prefix list of a CreateRoute that names a network interface
+        #    (its create_route looks the list up only when no ENI is given), so the route it
+        #    stores has no destination. EC2 stores it as asked: create the route without its
+        #    target, then point it at the ENI (moto's ReplaceRoute keeps the prefix list).
+        if ec2 and action == "CreateRoute":
+            return self._route_write(action, params, body)
+
+        # 6. Forward, then dress DescribeRouteTables like EC2 would answer it.
         if (ec2 and action == "DescribeRouteTables" and self.command == "POST"
                 and (cfg.get("page_size") or cfg.get("rewrite_routes"))):
             return self._describe_route_tables(service, params, body)
         return self._forward(body)
+
+    def _route_write(self, action, params, body):
+        if (action == "CreateRoute" and params.get("DestinationPrefixListId")
+                and params.get("NetworkInterfaceId") and params.get("DryRun", "").lower() != "true"):
+            return self._create_prefix_list_route(params)
+        return self._forward(body)
+
+    def _create_prefix_list_route(self, params):
+        hdrs = [(k, v) for k, v in self.headers.items() if k.lower() not in ("content-length",)]
+        created = {k: v for k, v in params.items() if k != "NetworkInterfaceId"}
+        reply = self._upstream(self.command, self.path, hdrs, urllib.parse.urlencode(created).encode())
+        if reply[0] != 200:
+            return reply
+        replaced = dict(params, Action="ReplaceRoute")
+        status, reason, headers, body = self._upstream(
+            self.command, self.path, hdrs, urllib.parse.urlencode(replaced).encode())
+        if status != 200:
+            return status, reason, headers, body
+        return reply
 
     def _forward(self, body: bytes):
         return self._upstream(self.command, self.path, self.headers.items(), body)

@@ -429,3 +429,181 @@ pub fn gateway_kind(id: &str) -> TargetKind {
         _ => TargetKind::Unknown,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Canned SDK values shaped as EC2 answers them (see shared AWS facts), not as moto does.
+    use super::*;
+
+    fn reported(
+        build: impl FnOnce(ec2::builders::RouteBuilder) -> ec2::builders::RouteBuilder,
+    ) -> Route {
+        let sdk = build(
+            ec2::Route::builder()
+                .destination_cidr_block("10.1.0.0/16")
+                .state(ec2::RouteState::Active)
+                .origin(ec2::RouteOrigin::CreateRoute),
+        )
+        .build();
+        route(&sdk).expect("a route with a destination")
+    }
+
+    #[test]
+    fn next_hops_in_gateway_id_get_their_own_kinds() {
+        let cases = [
+            ("igw-0123456789abcdef0", TargetKind::InternetGateway),
+            ("vgw-0123456789abcdef0", TargetKind::VirtualPrivateGateway),
+            // A Gateway Load Balancer endpoint (Network Firewall too) comes back in GatewayId.
+            ("vpce-0123456789abcdef0", TargetKind::VpcEndpoint),
+            ("local", TargetKind::Local),
+            ("xyz-0123456789abcdef0", TargetKind::Unknown),
+        ];
+        for (id, kind) in cases {
+            assert_eq!(
+                reported(|r| r.gateway_id(id)).target,
+                Target::new(kind, id),
+                "{id}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_odb_network_is_its_arn_and_an_instance_route_its_eni() {
+        let arn = "arn:aws:odb:us-east-1:123456789012:odb-network/odbnet_1";
+        let odb = reported(|r| r.gateway_id("odbnet_1").odb_network_arn(arn));
+        assert_eq!(odb.target, Target::new(TargetKind::OdbNetwork, arn));
+        let instance = reported(|r| r.instance_id("i-0123").network_interface_id("eni-0123"));
+        assert_eq!(
+            instance.target,
+            Target::new(TargetKind::NetworkInterface, "eni-0123")
+        );
+        let nat = reported(|r| r.nat_gateway_id("nat-0123"));
+        assert_eq!(nat.target, Target::new(TargetKind::NatGateway, "nat-0123"));
+    }
+
+    #[test]
+    fn origins_and_prefix_lists_are_read() {
+        let server = reported(|r| {
+            r.origin(ec2::RouteOrigin::Advertisement)
+                .network_interface_id("eni-1")
+        });
+        assert_eq!(server.origin, RouteOrigin::Advertisement);
+        let pl = route(
+            &ec2::Route::builder()
+                .destination_prefix_list_id("pl-0123456789abcdef0")
+                .network_interface_id("eni-1")
+                .build(),
+        )
+        .unwrap();
+        assert_eq!(
+            pl.destination,
+            Destination::PrefixList("pl-0123456789abcdef0".into())
+        );
+    }
+
+    fn association(
+        gateway: Option<&str>,
+        state: ec2::RouteTableAssociationStateCode,
+    ) -> ec2::RouteTableAssociation {
+        ec2::RouteTableAssociation::builder()
+            .main(false)
+            .set_gateway_id(gateway.map(str::to_owned))
+            .association_state(
+                ec2::RouteTableAssociationState::builder()
+                    .state(state)
+                    .build(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn an_edge_association_makes_a_gateway_table_and_tags_are_read() {
+        let table = |associations: Vec<ec2::RouteTableAssociation>| {
+            route_table(
+                &ec2::RouteTable::builder()
+                    .route_table_id("rtb-1")
+                    .vpc_id("vpc-1")
+                    .set_associations(Some(associations))
+                    .tags(
+                        ec2::Tag::builder()
+                            .key("sync-routes:skip")
+                            .value("true")
+                            .build(),
+                    )
+                    .build(),
+            )
+            .unwrap()
+        };
+        let edge = table(vec![association(
+            Some("igw-0123456789abcdef0"),
+            ec2::RouteTableAssociationStateCode::Associated,
+        )]);
+        assert_eq!(
+            edge.gateway_association.as_deref(),
+            Some("igw-0123456789abcdef0")
+        );
+        assert_eq!(
+            edge.tags.get("sync-routes:skip").map(String::as_str),
+            Some("true")
+        );
+        let leaving = table(vec![association(
+            Some("vgw-0123456789abcdef0"),
+            ec2::RouteTableAssociationStateCode::Disassociated,
+        )]);
+        assert_eq!(leaving.gateway_association, None);
+        let subnet = table(vec![association(
+            None,
+            ec2::RouteTableAssociationStateCode::Associated,
+        )]);
+        assert_eq!(subnet.gateway_association, None);
+    }
+
+    /// What a create or replace sends, per kind: the endpoint in VpcEndpointId (what EC2
+    /// documents for Gateway Load Balancer endpoints), the ODB network by ARN, a prefix list
+    /// as DestinationPrefixListId.
+    #[test]
+    fn writes_name_the_next_hop_in_the_field_ec2_takes() -> Result<(), WriteError> {
+        let client = Client::from_conf(
+            aws_sdk_ec2::Config::builder()
+                .behavior_version(aws_sdk_ec2::config::BehaviorVersion::latest())
+                .region(aws_sdk_ec2::config::Region::new("us-east-1"))
+                .build(),
+        );
+        let write = |destination: Destination, target: Target| RouteWrite {
+            table_id: "rtb-1".into(),
+            destination,
+            target: Some(target),
+            mode: WriteMode::Create,
+            dry_run: false,
+        };
+        let cidr = Destination::Cidr("10.1.0.0/16".parse().unwrap());
+        let w = write(cidr.clone(), Target::new(TargetKind::VpcEndpoint, "vpce-1"));
+        let input = target_field!(destination_fields!(client.create_route(), &w), &w)?;
+        assert_eq!(input.get_vpc_endpoint_id().as_deref(), Some("vpce-1"));
+        assert_eq!(input.get_gateway_id(), &None);
+
+        let w = write(cidr, Target::new(TargetKind::OdbNetwork, "arn:aws:odb:x"));
+        let input = target_field!(destination_fields!(client.replace_route(), &w), &w)?;
+        assert_eq!(
+            input.get_odb_network_arn().as_deref(),
+            Some("arn:aws:odb:x")
+        );
+
+        let pl = Destination::PrefixList("pl-0123456789abcdef0".into());
+        let w = write(pl, Target::new(TargetKind::NetworkInterface, "eni-1"));
+        let input = target_field!(destination_fields!(client.create_route(), &w), &w)?;
+        assert_eq!(
+            input.get_destination_prefix_list_id().as_deref(),
+            Some("pl-0123456789abcdef0")
+        );
+        assert_eq!(input.get_destination_cidr_block(), &None);
+
+        let w = write(
+            Destination::Cidr("0.0.0.0/0".parse().unwrap()),
+            Target::new(TargetKind::Unknown, "xyz-1"),
+        );
+        let refused = (|| target_field!(destination_fields!(client.create_route(), &w), &w))();
+        assert!(refused.is_err(), "an unknown kind is never written");
+        Ok(())
+    }
+}

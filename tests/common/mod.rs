@@ -222,6 +222,17 @@ pub async fn syncer(proxy: &Proxy, sns_topic_arn: Option<&str>) -> AwsSyncer {
     runtime::build_with(&config, &sdk_config(&proxy.url).await).0
 }
 
+/// The engine with these environment variables, as the Lambda would parse them.
+pub async fn syncer_with_env(proxy: &Proxy, env: &[(&str, &str)]) -> AwsSyncer {
+    let config = Config::from_lookup(|name| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .expect("valid configuration");
+    runtime::build_with(&config, &sdk_config(&proxy.url).await).0
+}
+
 /// What most tests start from: a fresh VPC in moto, a proxy configured for it, and the
 /// function's engine talking to the proxy.
 pub struct Scene {
@@ -409,7 +420,7 @@ pub async fn put_gateway_route(ec2: &aws_sdk_ec2::Client, table: &str, cidr: &st
         .expect("create gateway route");
 }
 
-/// The next hop of `cidr` in `table` (ENI, gateway ...), or None.
+/// The next hop of `cidr` (or a `pl-` id) in `table` (ENI, gateway ...), or None.
 pub async fn route_target(ec2: &aws_sdk_ec2::Client, table: &str, cidr: &str) -> Option<String> {
     let tables = ec2
         .describe_route_tables()
@@ -423,10 +434,9 @@ pub async fn route_target(ec2: &aws_sdk_ec2::Client, table: &str, cidr: &str) ->
         .await
         .expect("describe table");
     let table = tables.route_tables().first()?;
-    let route = table
-        .routes()
-        .iter()
-        .find(|r| r.destination_cidr_block() == Some(cidr))?;
+    let route = table.routes().iter().find(|r| {
+        r.destination_cidr_block() == Some(cidr) || r.destination_prefix_list_id() == Some(cidr)
+    })?;
     route
         .network_interface_id()
         .or(route.gateway_id())
@@ -447,8 +457,56 @@ pub async fn custom_targets(
     targets
 }
 
-/// The EventBridge event CloudTrail emits for a route call on `table`.
-pub fn cloudtrail_event(event_name: &str, table: &str, cidr: &str, eni: &str) -> String {
+/// A managed prefix list in moto, as VMware Cloud on AWS keeps one for its SDDC's networks.
+pub async fn prefix_list(ec2: &aws_sdk_ec2::Client) -> String {
+    ec2.create_managed_prefix_list()
+        .prefix_list_name(format!("sddc-{}", fastrand::u32(..)))
+        .max_entries(10)
+        .address_family("IPv4")
+        .entries(
+            aws_sdk_ec2::types::AddPrefixListEntry::builder()
+                .cidr("192.168.0.0/16")
+                .build(),
+        )
+        .send()
+        .await
+        .expect("create prefix list")
+        .prefix_list
+        .and_then(|p| p.prefix_list_id)
+        .expect("prefix list id")
+}
+
+/// Writes `pl -> eni` straight into moto. moto 5.2.5 drops the prefix list of a CreateRoute
+/// that names an ENI, so the route is created without a target and then pointed at the ENI
+/// (what EC2 stores in one call); the fault proxy does the same for the function's writes.
+pub async fn put_prefix_list_route(ec2: &aws_sdk_ec2::Client, table: &str, pl: &str, eni: &str) {
+    let replaced = ec2
+        .replace_route()
+        .route_table_id(table)
+        .destination_prefix_list_id(pl)
+        .network_interface_id(eni)
+        .send()
+        .await;
+    if replaced.is_ok() {
+        return;
+    }
+    ec2.create_route()
+        .route_table_id(table)
+        .destination_prefix_list_id(pl)
+        .send()
+        .await
+        .expect("create prefix list route");
+    ec2.replace_route()
+        .route_table_id(table)
+        .destination_prefix_list_id(pl)
+        .network_interface_id(eni)
+        .send()
+        .await
+        .expect("point the prefix list route at the ENI");
+}
+
+/// The EventBridge envelope of any CloudTrail record, with these parameters.
+pub fn cloudtrail(event_name: &str, request: Value, response: Value) -> String {
     json!({
         "version": "0",
         "id": "11111111-2222-3333-4444-555555555555",
@@ -464,13 +522,22 @@ pub fn cloudtrail_event(event_name: &str, table: &str, cidr: &str, eni: &str) ->
             "eventSource": "ec2.amazonaws.com",
             "eventName": event_name,
             "awsRegion": "us-east-1",
-            "requestParameters": {"routeTableId": table, "destinationCidrBlock": cidr, "networkInterfaceId": eni},
-            "responseElements": {"_return": true},
+            "requestParameters": request,
+            "responseElements": response,
             "eventID": "8d3a1c52-0b7e-4f0a-9c1d-5e6f7a8b9c0d",
             "eventType": "AwsApiCall"
         }
     })
     .to_string()
+}
+
+/// The EventBridge event CloudTrail emits for a route call on `table`.
+pub fn cloudtrail_event(event_name: &str, table: &str, cidr: &str, eni: &str) -> String {
+    cloudtrail(
+        event_name,
+        json!({"routeTableId": table, "destinationCidrBlock": cidr, "networkInterfaceId": eni}),
+        json!({"_return": true}),
+    )
 }
 
 pub fn deadline() -> tokio::time::Instant {
