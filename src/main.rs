@@ -55,7 +55,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: &Config) -> ExitCode {
-    let (syncer, region) = runtime::build(config).await;
+    let (syncer, region) = runtime::build_for_lambda(config).await;
     let (syncer, region) = (&syncer, region.as_deref());
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);

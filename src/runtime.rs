@@ -8,22 +8,42 @@ use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
 use crate::adapters::ec2::Ec2RouteTables;
+use crate::adapters::lambda::LambdaHandOff;
 use crate::adapters::sns::SnsNotifier;
 use crate::config::Config;
 use crate::domain::sync::Syncer;
 
 pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 
-/// Time kept back from the invocation's deadline to publish the notice and return the
-/// report after the last retry.
-const DEADLINE_MARGIN: Duration = Duration::from_millis(2000);
+/// Time kept back from the invocation's deadline to hand the rest on, publish the notice and
+/// return the report after the last retry: a thirtieth of the time left, within these
+/// bounds (2 s of a 60 s invocation; a third of a second of a 10 s one).
+const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(2000);
+const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(300);
 
 /// Builds the engine and its clients once. The SDK's own variables (`AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, credentials) apply, so the function can point at an emulator.
 pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
     build_with(config, &shared)
+}
+
+/// As `build`, on Lambda: a reconcile that meets its deadline is handed on to a new
+/// asynchronous invocation of this function (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
+pub async fn build_for_lambda(config: &Config) -> (AwsSyncer, Option<String>) {
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let (syncer, region) = build_with(config, &shared);
+    let syncer = match std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+        Ok(name) if !name.is_empty() => {
+            let client = aws_sdk_lambda::Client::new(&shared);
+            syncer.with_hand_off(Arc::new(LambdaHandOff::new(client, name)))
+        }
+        _ => syncer,
+    };
+    (syncer, region)
 }
 
 /// As `build`, from an SDK configuration made elsewhere (tests point it at an emulator).
@@ -56,14 +76,18 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    let usable = remaining
-        .checked_sub(DEADLINE_MARGIN)
-        .unwrap_or(remaining / 2);
+    let margin = (remaining / 30).clamp(DEADLINE_MARGIN_MIN, DEADLINE_MARGIN_MAX);
+    let usable = remaining.checked_sub(margin).unwrap_or(remaining / 2);
     Instant::now() + usable
 }
 
 /// JSON lines on stderr (stdout stays clean for `invoke`'s report). The level comes from
 /// `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info.
+///
+/// Ours rather than `lambda_runtime::tracing::init_default_subscriber`: that one writes text
+/// unless the function is set to JSON logs, and then nests each event's fields under
+/// `fields`, while the CDK app's metric filters read `$.decision` at the top level; and it
+/// writes to stdout, which `invoke` keeps for the report.
 pub fn init_logging() {
     let filter = std::env::var("RUST_LOG")
         .ok()

@@ -355,3 +355,21 @@ fn ipv6_and_prefix_list_destinations() {
     let error = parse(&event.to_string(), None).unwrap_err();
     assert!(error.to_string().contains("prefix list id"), "{error}");
 }
+
+/// A hand-off is a reconcile request the function sends itself: it parses back to the
+/// same request, hops included.
+#[test]
+fn a_hand_off_payload_parses_back_to_its_request() {
+    let request = SyncRequest {
+        subject: Subject::Reconcile {
+            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into()),
+        },
+        dry_run: true,
+        source: RequestSource::HandOff { hops: 3 },
+    };
+    let payload = sync_routes::adapters::trigger::hand_off_payload(&request).unwrap();
+    match parse(&payload, None).unwrap() {
+        Trigger::Sync(parsed) => assert_eq!(parsed, request),
+        other => panic!("{other:?}"),
+    }
+}

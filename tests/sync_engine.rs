@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use sync_routes::adapters::memory::{MemoryEc2, MemoryNotifier};
+use sync_routes::adapters::memory::{MemoryEc2, MemoryHandOff, MemoryNotifier};
 use sync_routes::domain::plan::{
     Destination, DestinationFilter, Policy, Route, RouteOrigin, RouteState, RouteTable, Target,
     TargetKind, SKIP_TAG,
@@ -646,4 +646,155 @@ async fn a_read_that_fails_fails_the_request_without_writing() {
         report.message
     );
     assert_eq!(ec2.take_counts().2, 0);
+}
+
+/// A failover flips all of an appliance's routes at once: the first event to run brings
+/// the rest of the VPC's drift along, after its own route, and the events behind it find
+/// nothing left to do: one read each, no write.
+#[tokio::test]
+async fn a_route_event_brings_the_rest_of_the_vpcs_drift_along() {
+    let ec2 = ec2(3);
+    {
+        let mut tables = ec2.tables.lock().unwrap();
+        let main = tables.iter_mut().find(|t| t.is_main).unwrap();
+        main.routes.push(route_to("10.2.0.0/16", eni("eni-1")));
+        main.routes.push(route_to("10.3.0.0/16", eni("eni-1")));
+    }
+    let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
+    let first = syncer.run(&event(MAIN), later(5)).await;
+    assert_eq!(first.outcome, Outcome::Synced, "{first:#?}");
+    assert_eq!(ec2.take_counts(), (1, 1, 9));
+    // Its own route first, in table order; then the rest.
+    let listed: Vec<_> = first
+        .tables
+        .iter()
+        .map(|t| t.destination.clone().unwrap())
+        .collect();
+    assert_eq!(&listed[..3], [DEST; 3]);
+    assert_eq!(listed.len(), 9);
+    assert_eq!(
+        first.message,
+        "10.1.0.0/16 -> eni-1: 3 of 3 custom tables updated; 6 more routes of the VPC's main table brought along"
+    );
+    for i in 0..3 {
+        assert_eq!(routes_of(&ec2, &custom_id(0, i)).len(), 3);
+    }
+
+    let mut second = event(MAIN);
+    if let Subject::Route { destination, .. } = &mut second.subject {
+        *destination = dest("10.2.0.0/16");
+    }
+    let report = syncer.run(&second, later(5)).await;
+    assert_eq!(report.outcome, Outcome::Unchanged);
+    assert_eq!(ec2.take_counts(), (0, 1, 0));
+}
+
+fn slow_ec2(tables: usize) -> MemoryEc2 {
+    let mut ec2 = ec2(tables);
+    ec2.write_latency = Duration::from_millis(40);
+    ec2
+}
+
+fn one_at_a_time() -> SyncSettings {
+    SyncSettings {
+        max_concurrent_writes: 1,
+        ..SyncSettings::default()
+    }
+}
+
+/// More writes than one invocation can make: what is written stands, the rest is handed on
+/// to a new invocation (not failed, so no retry, no failure queue, no alarm), and that
+/// invocation re-reads and finishes.
+#[tokio::test]
+async fn writes_past_the_deadline_are_handed_on_and_the_next_invocation_finishes() {
+    let ec2 = slow_ec2(20);
+    let hand_off = std::sync::Arc::new(MemoryHandOff::default());
+    let syncer =
+        Syncer::new(&ec2, None::<MemoryNotifier>, one_at_a_time()).with_hand_off(hand_off.clone());
+
+    let report = syncer
+        .run(&event(MAIN), Instant::now() + Duration::from_millis(300))
+        .await;
+    assert_eq!(report.outcome, Outcome::Progressing, "{report:#?}");
+    assert!(!report.is_failure());
+    let (written, deferred) = (report.counts.created, report.counts.deferred);
+    assert!(
+        written > 0 && deferred > 0 && written + deferred == 20,
+        "{written} + {deferred}"
+    );
+    assert!(
+        report.message.contains(&format!("{deferred} handed on")),
+        "{}",
+        report.message
+    );
+    assert_eq!(
+        ec2.take_counts().2,
+        written,
+        "no write started past the deadline"
+    );
+    let next = hand_off.requests.lock().unwrap().clone();
+    assert_eq!(
+        next,
+        [SyncRequest {
+            subject: Subject::Reconcile {
+                vpc_id: Some(VPC.into())
+            },
+            dry_run: false,
+            source: RequestSource::HandOff { hops: 1 },
+        }]
+    );
+
+    let rest = syncer.run(&next[0], later(5)).await;
+    assert_eq!(rest.outcome, Outcome::Synced, "{rest:#?}");
+    assert_eq!(rest.counts.created, deferred);
+    assert_eq!(ec2.take_counts(), (0, 1, deferred));
+    for i in 0..20 {
+        assert_eq!(routes_of(&ec2, &custom_id(0, i)).len(), 1);
+    }
+}
+
+/// Where the work cannot be handed on, the deadline fails the request as before, so that
+/// Lambda's retry of the same event continues from the current state.
+#[tokio::test]
+async fn a_hand_off_that_cannot_be_made_fails_the_request() {
+    for (hand_off, source, says) in [
+        (
+            MemoryHandOff {
+                refuse: Some("AccessDenied".into()),
+                ..MemoryHandOff::default()
+            },
+            RequestSource::Manual,
+            "the hand-off failed: AccessDenied",
+        ),
+        (
+            MemoryHandOff::default(),
+            RequestSource::HandOff {
+                hops: sync_routes::domain::sync::MAX_HAND_OFFS,
+            },
+            "still unfinished after",
+        ),
+    ] {
+        let ec2 = slow_ec2(10);
+        let hand_off = std::sync::Arc::new(hand_off);
+        let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, one_at_a_time())
+            .with_hand_off(hand_off.clone());
+        let request = SyncRequest {
+            subject: Subject::Reconcile {
+                vpc_id: Some(VPC.into()),
+            },
+            dry_run: false,
+            source,
+        };
+        let report = syncer
+            .run(&request, Instant::now() + Duration::from_millis(150))
+            .await;
+        assert_eq!(report.outcome, Outcome::Failed, "{report:#?}");
+        assert!(report.is_failure());
+        assert_eq!(report.counts.deferred, 0);
+        assert!(
+            report.error.as_deref().unwrap_or("").contains(says),
+            "{report:#?}"
+        );
+        assert!(hand_off.requests.lock().unwrap().is_empty());
+    }
 }

@@ -3,6 +3,8 @@
 //! engine testable without an SDK or an emulator, and count every call so a test can
 //! assert the cost of a request.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -11,8 +13,10 @@ use tokio::time::Instant;
 
 use crate::domain::notice::Notice;
 use crate::domain::plan::{Route, RouteOrigin, RouteState, RouteTable};
+use crate::domain::request::SyncRequest;
 use crate::domain::sync::{
-    AwsError, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode, WriteOutcome,
+    AwsError, HandOff, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode,
+    WriteOutcome,
 };
 
 /// Applies one write to `tables` as EC2 would, or answers as EC2 would refuse it.
@@ -219,5 +223,30 @@ impl Notifier for MemoryNotifier {
 impl<T: Notifier + Send> Notifier for &T {
     async fn publish(&self, notice: &Notice) -> Result<(), String> {
         (**self).publish(notice).await
+    }
+}
+
+/// Lambda's hand-off in memory: keeps every continuation asked for, or refuses them all.
+#[derive(Default)]
+pub struct MemoryHandOff {
+    pub requests: Mutex<Vec<SyncRequest>>,
+    pub refuse: Option<String>,
+}
+
+impl HandOff for MemoryHandOff {
+    fn hand_off<'a>(
+        &'a self,
+        request: &'a SyncRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(why) = &self.refuse {
+                return Err(why.clone());
+            }
+            self.requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(request.clone());
+            Ok(())
+        })
     }
 }

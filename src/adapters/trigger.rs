@@ -371,6 +371,8 @@ struct ReconcileRequest {
     vpc_id: Option<String>,
     #[serde(default)]
     dry_run: Option<bool>,
+    /// Set by the function itself when it hands a reconcile on (see `hand_off_payload`).
+    hand_off: Option<u32>,
 }
 
 fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> {
@@ -386,8 +388,30 @@ fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> 
     Ok(SyncRequest {
         subject: Subject::Reconcile { vpc_id },
         dry_run: request.dry_run.unwrap_or(false),
-        source: RequestSource::Manual,
+        source: match request.hand_off {
+            Some(hops) => RequestSource::HandOff { hops },
+            None => RequestSource::Manual,
+        },
     })
+}
+
+/// The payload of a hand-off: the reconcile request that continues `request` in a new
+/// invocation. `None` for what cannot be handed on (only VPC reconciles are).
+pub fn hand_off_payload(request: &SyncRequest) -> Option<String> {
+    let (Subject::Reconcile { vpc_id }, RequestSource::HandOff { hops }) =
+        (&request.subject, &request.source)
+    else {
+        return None;
+    };
+    let mut payload = serde_json::json!({
+        "reconcile": true,
+        "dry-run": request.dry_run,
+        "hand-off": hops,
+    });
+    if let Some(vpc) = vpc_id {
+        payload["vpc-id"] = vpc.clone().into();
+    }
+    Some(payload.to_string())
 }
 
 /// The original tool's request: its URL path parameters and body in one object.

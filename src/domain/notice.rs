@@ -80,6 +80,12 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
         RequestSource::Watch => {
             let _ = writeln!(body, "Trigger:     sync-routes watch");
         }
+        RequestSource::HandOff { hops } => {
+            let _ = writeln!(
+                body,
+                "Trigger:     hand-off {hops} of a reconcile that needed more than one invocation"
+            );
+        }
     }
     let _ = writeln!(body);
     let _ = writeln!(body, "Custom route tables:");

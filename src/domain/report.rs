@@ -13,6 +13,9 @@ pub enum Outcome {
     Unchanged,
     /// A dry run: the tables list what would change; nothing was written.
     DryRun,
+    /// The deadline came before every write was made: what was written stands, and the rest
+    /// was handed on to a new invocation, which re-reads and continues. Not a failure.
+    Progressing,
     /// A valid request that the eligibility rules refuse (see `reason`).
     Refused,
     /// An event that is not ours to act on (a failed call, another region ...).
@@ -30,6 +33,7 @@ impl Outcome {
             Outcome::Synced => "synced",
             Outcome::Unchanged => "unchanged",
             Outcome::DryRun => "dry-run",
+            Outcome::Progressing => "progressing",
             Outcome::Refused => "refused",
             Outcome::Ignored => "ignored",
             Outcome::Rejected => "rejected",
@@ -49,6 +53,8 @@ pub enum TableActionTaken {
     WouldCreate,
     WouldReplace,
     WouldDelete,
+    /// Not written before the deadline; handed on (see `Outcome::Progressing`).
+    Deferred,
     Failed,
 }
 
@@ -64,6 +70,7 @@ impl TableActionTaken {
             TableActionTaken::WouldCreate => "would-create",
             TableActionTaken::WouldReplace => "would-replace",
             TableActionTaken::WouldDelete => "would-delete",
+            TableActionTaken::Deferred => "deferred",
             TableActionTaken::Failed => "failed",
         }
     }
@@ -137,6 +144,7 @@ pub struct Counts {
     pub unchanged: u32,
     pub skipped: u32,
     pub would_change: u32,
+    pub deferred: u32,
     pub failed: u32,
 }
 
@@ -151,6 +159,7 @@ impl Counts {
             TableActionTaken::WouldCreate
             | TableActionTaken::WouldReplace
             | TableActionTaken::WouldDelete => self.would_change += 1,
+            TableActionTaken::Deferred => self.deferred += 1,
             TableActionTaken::Failed => self.failed += 1,
         }
     }
@@ -252,6 +261,7 @@ mod tests {
             Outcome::Synced,
             Outcome::Unchanged,
             Outcome::DryRun,
+            Outcome::Progressing,
             Outcome::Refused,
             Outcome::Ignored,
             Outcome::Rejected,
@@ -268,6 +278,7 @@ mod tests {
             TableActionTaken::WouldCreate,
             TableActionTaken::WouldReplace,
             TableActionTaken::WouldDelete,
+            TableActionTaken::Deferred,
             TableActionTaken::Failed,
         ] {
             assert_eq!(serde_json::to_value(action).unwrap(), action.name());

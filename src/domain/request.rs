@@ -63,6 +63,9 @@ pub enum RequestSource {
     Http,
     /// `sync-routes watch`.
     Watch,
+    /// A reconcile handed on by an invocation that met its deadline; `hops` counts the
+    /// hand-offs so far, so that a reconcile that never finishes stops somewhere.
+    HandOff { hops: u32 },
 }
 
 impl RequestSource {
@@ -74,6 +77,7 @@ impl RequestSource {
             RequestSource::Manual => "manual".to_owned(),
             RequestSource::Http => "http".to_owned(),
             RequestSource::Watch => "watch".to_owned(),
+            RequestSource::HandOff { .. } => "hand-off".to_owned(),
         }
     }
 }

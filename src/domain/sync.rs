@@ -3,9 +3,10 @@
 //! ports (`RouteTables`, `Notifier`) so that this file is tested with in-memory fakes as
 //! well as against moto.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use futures::stream::{self, StreamExt};
@@ -109,6 +110,20 @@ pub trait Notifier: Sync {
     fn publish(&self, notice: &Notice) -> impl Future<Output = Result<(), String>> + Send;
 }
 
+/// The hand-off port: starts a new invocation that continues a reconcile (Lambda's
+/// asynchronous Invoke of this same function, in production). Boxed, so the engine can hold
+/// one or none without another type parameter.
+pub trait HandOff: Send + Sync {
+    fn hand_off<'a>(
+        &'a self,
+        request: &'a SyncRequest,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// A reconcile that still has work after this many hand-offs (an hour of writes at EC2's
+/// default pace with a 60 s timeout) stops and fails, so a loop cannot run for ever.
+pub const MAX_HAND_OFFS: u32 = 60;
+
 /// Settings of the engine, parsed once from configuration.
 #[derive(Debug, Clone)]
 pub struct SyncSettings {
@@ -141,6 +156,7 @@ const VPC_CACHE_LIMIT: usize = 10_000;
 pub struct Syncer<E, N> {
     ec2: E,
     notifier: Option<N>,
+    hand_off: Option<Arc<dyn HandOff>>,
     settings: SyncSettings,
     vpc_of_table: Mutex<HashMap<String, String>>,
 }
@@ -185,9 +201,16 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         Self {
             ec2,
             notifier,
+            hand_off: None,
             settings,
             vpc_of_table: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Lets a reconcile that meets its deadline hand the rest on instead of failing.
+    pub fn with_hand_off(mut self, hand_off: Arc<dyn HandOff>) -> Self {
+        self.hand_off = Some(hand_off);
+        self
     }
 
     pub fn settings(&self) -> &SyncSettings {
@@ -231,11 +254,20 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         };
 
+        let named = match &loaded.scope.destinations {
+            Destinations::One(destination) => Some(destination.clone()),
+            Destinations::All => None,
+        };
         let single_vpc = loaded.vpcs.len() == 1;
         let mut plans = Vec::with_capacity(loaded.vpcs.len());
         for tables in &loaded.vpcs {
             match plan::reconcile(tables, &loaded.scope, &self.settings.policy) {
-                Ok(plan) => plans.push(plan),
+                Ok(mut plan) => {
+                    if named.is_some() {
+                        self.coalesce(&mut plan, tables);
+                    }
+                    plans.push(plan)
+                }
                 Err(refusal) if single_vpc => return refused(report, &refusal),
                 // One odd VPC (EC2 always gives a VPC a main table) never stops a sweep.
                 Err(refusal) => {
@@ -247,24 +279,24 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         if let [plan] = plans.as_slice() {
             report.vpc_id = Some(plan.vpc_id.clone());
             report.main_route_table_id = Some(plan.main_table_id.clone());
-            if let [route] = plan.routes.as_slice() {
-                if matches!(loaded.scope.destinations, Destinations::One(_)) {
-                    report.target = route.target.as_ref().map(ToString::to_string);
-                }
+            if let (Some(route), Some(_)) = (plan.routes.first(), &named) {
+                report.target = route.target.as_ref().map(ToString::to_string);
             }
         }
 
-        let single_destination = matches!(loaded.scope.destinations, Destinations::One(_));
         self.apply(
             &plans,
             request.dry_run,
-            single_destination,
+            named.as_ref(),
             deadline,
             &mut report,
         )
         .await;
+        if report.counts.deferred > 0 {
+            self.hand_on(request, &mut report).await;
+        }
         report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
-        summarise(&mut report, &plans, single_destination);
+        summarise(&mut report, &plans, named.as_ref());
 
         if let Some(notice) = notice::notice_for(&report, request) {
             report.notice = match &self.notifier {
@@ -280,6 +312,74 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             };
         }
         report
+    }
+
+    /// A route event also takes the rest of its VPC's drift. In a failover all of an
+    /// appliance's routes flip at once, and the first event to run finds most of them already
+    /// flipped in the main table: writing them now costs no extra read, and the events behind
+    /// it find nothing left (one read each) instead of fighting over the same writes. The
+    /// named destination stays first, so its own latency does not change.
+    fn coalesce(&self, plan: &mut VpcPlan, tables: &[RouteTable]) {
+        let Ok(whole) = plan::reconcile(tables, &Scope::vpc(), &self.settings.policy) else {
+            return;
+        };
+        let named = plan.routes.first().map(|r| r.destination.clone());
+        plan.routes.extend(whole.routes.into_iter().filter(|r| {
+            Some(&r.destination) != named.as_ref() && r.actions.iter().any(|a| a.action.is_write())
+        }));
+    }
+
+    /// Some writes met the deadline: start a new invocation per VPC that re-reads it and
+    /// continues. Where that cannot be done (not on Lambda, the hop limit, the hand-off call
+    /// failed), the deferred writes fail the request instead, so Lambda's own retry of this
+    /// event continues from the current state.
+    async fn hand_on(&self, request: &SyncRequest, report: &mut Report) {
+        let hops = match request.source {
+            RequestSource::HandOff { hops } => hops,
+            _ => 0,
+        };
+        let vpcs: BTreeSet<String> = report
+            .tables
+            .iter()
+            .filter(|t| t.action == TableActionTaken::Deferred)
+            .map(|t| t.vpc_id.clone())
+            .collect();
+        let unable = match &self.hand_off {
+            None => Some("no hand-off outside Lambda".to_owned()),
+            Some(_) if hops >= MAX_HAND_OFFS => {
+                Some(format!("still unfinished after {MAX_HAND_OFFS} hand-offs"))
+            }
+            Some(hand_off) => {
+                let mut unable = None;
+                for vpc in vpcs {
+                    let next = SyncRequest {
+                        subject: Subject::Reconcile { vpc_id: Some(vpc) },
+                        dry_run: request.dry_run,
+                        source: RequestSource::HandOff { hops: hops + 1 },
+                    };
+                    if let Err(error) = hand_off.hand_off(&next).await {
+                        unable = Some(format!("the hand-off failed: {error}"));
+                        break;
+                    }
+                    tracing::info!(decision = "hand-off", request = ?next.subject, hops = hops + 1);
+                }
+                unable
+            }
+        };
+        if let Some(why) = unable {
+            for table in &mut report.tables {
+                if table.action == TableActionTaken::Deferred {
+                    table.action = TableActionTaken::Failed;
+                    table.reason = Some(format!(
+                        "{}; {why}",
+                        table.reason.as_deref().unwrap_or("not written")
+                    ));
+                }
+            }
+            report.counts.failed += report.counts.deferred;
+            report.counts.deferred = 0;
+            report.error = Some(why);
+        }
     }
 
     /// Reads what the request needs, as few calls as it can: one for a warm route event, a
@@ -523,7 +623,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         &self,
         plans: &[VpcPlan],
         dry_run: bool,
-        single_destination: bool,
+        named: Option<&Destination>,
         deadline: Instant,
         report: &mut Report,
     ) {
@@ -556,10 +656,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
 
         for plan in plans {
             for (table_id, skip) in &plan.skipped_tables {
-                let destination = match plan.routes.as_slice() {
-                    [route] if single_destination => Some(route.destination.to_string()),
-                    _ => None,
-                };
+                let destination = named.map(ToString::to_string);
                 let table = TableReport {
                     vpc_id: plan.vpc_id.clone(),
                     route_table_id: table_id.clone(),
@@ -600,17 +697,24 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                         }
                     };
                     report.counts.add(entry.action);
-                    if single_destination || entry.action != TableActionTaken::Unchanged {
+                    if Some(&route.destination) == named
+                        || entry.action != TableActionTaken::Unchanged
+                    {
                         report.tables.push(entry);
                     }
                 }
             }
         }
-        // A single-destination report reads best in table order, as it always has.
-        if single_destination {
+        // A single-destination report reads best in table order, as it always has, with
+        // the rest of the VPC's drift (if any) after it.
+        if let Some(named) = named.map(ToString::to_string) {
+            // Stable: the rest keeps its plan order (destination, then table).
             report
                 .tables
-                .sort_by(|a, b| a.route_table_id.cmp(&b.route_table_id));
+                .sort_by_cached_key(|t| match t.destination.as_ref() == Some(&named) {
+                    true => (false, t.route_table_id.clone()),
+                    false => (true, String::new()),
+                });
         }
     }
 
@@ -640,6 +744,16 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 }
                 break settled;
             }
+            // Past the deadline no new write starts: the rest is handed on.
+            if Instant::now() >= deadline {
+                let before = match &action {
+                    Action::Replace { before } | Action::Delete { before } => {
+                        Some(before.to_string())
+                    }
+                    _ => None,
+                };
+                break deferred(&job, before, "the deadline came first".into());
+            }
             let (mode, before) = match &action {
                 Action::Replace { before } => (WriteMode::Replace, Some(before.to_string())),
                 Action::Delete { before } => (WriteMode::Delete, Some(before.to_string())),
@@ -661,10 +775,22 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 {
                     Attempt::LookAgain
                 }
+                // The retry loop gives a throttle back only when the deadline is near: the
+                // bucket is slow, not broken, so the write is handed on, not failed.
+                Err(WriteError::Aws(error)) if error.retry == RetryClass::Throttled => {
+                    Attempt::Deferred(error.to_string())
+                }
                 Err(error) => Attempt::Failed(error.to_string()),
             };
             match attempt {
                 Attempt::Done(taken) => break table_report(&job, taken, before, None),
+                Attempt::Deferred(error) => {
+                    break deferred(
+                        &job,
+                        before,
+                        format!("still throttled at the deadline ({error})"),
+                    )
+                }
                 Attempt::Failed(error) => {
                     break table_report(&job, TableActionTaken::Failed, before, Some(error))
                 }
@@ -744,6 +870,8 @@ fn subnet_association(table: &RouteTable) -> Stop {
 enum Attempt {
     Done(TableActionTaken),
     Failed(String),
+    /// Throttled until the deadline: hand it on.
+    Deferred(String),
     /// EC2 says the table changed since it was read: read it again and re-decide.
     LookAgain,
 }
@@ -772,7 +900,9 @@ fn table_report(
     reason: Option<String>,
 ) -> TableReport {
     let after = match action {
-        TableActionTaken::Failed | TableActionTaken::Skipped => before.clone(),
+        TableActionTaken::Failed | TableActionTaken::Skipped | TableActionTaken::Deferred => {
+            before.clone()
+        }
         _ => job.target.map(ToString::to_string),
     };
     TableReport {
@@ -784,6 +914,15 @@ fn table_report(
         after,
         reason,
     }
+}
+
+fn deferred(job: &WriteJob<'_>, before: Option<String>, why: String) -> TableReport {
+    table_report(
+        job,
+        TableActionTaken::Deferred,
+        before,
+        Some(format!("not written: {why}")),
+    )
 }
 
 /// The report of a pair that needs no write (unchanged, or skipped with its reason), or
@@ -842,61 +981,94 @@ fn ignored(mut report: Report, code: &'static str, message: String) -> Report {
 }
 
 /// Sets the outcome and the one-line message from the counts.
-fn summarise(report: &mut Report, plans: &[VpcPlan], single_destination: bool) {
+fn summarise(report: &mut Report, plans: &[VpcPlan], named: Option<&Destination>) {
     let c = report.counts;
+    let total = c.created
+        + c.replaced
+        + c.deleted
+        + c.unchanged
+        + c.skipped
+        + c.would_change
+        + c.deferred
+        + c.failed;
     let skipped_note = if c.skipped > 0 {
         format!(", {} skipped", c.skipped)
     } else {
         String::new()
     };
-    let (what, unit) = match plans {
-        [plan] if single_destination => {
-            let route = plan.routes.first();
-            let what = match route {
-                Some(route) => match &route.target {
-                    Some(target) => format!("{} -> {target}", route.destination),
-                    None => format!("{} (gone from the main table)", route.destination),
-                },
-                None => "nothing".to_owned(),
+    let (what, unit, total) = match (plans, named) {
+        ([plan], Some(named)) => {
+            let what = match plan.routes.first().map(|r| &r.target) {
+                Some(Some(target)) => format!("{named} -> {target}"),
+                _ => format!("{named} (gone from the main table)"),
             };
-            (what, "custom tables")
+            // The named route's tables; the rest of the VPC's drift is told apart below.
+            let own = report
+                .tables
+                .iter()
+                .filter(|t| t.destination.as_deref() == Some(&named.to_string()))
+                .count() as u32;
+            (what, "custom tables", own)
         }
-        [plan] => (
+        ([plan], None) => (
             format!("reconcile of {}", plan.vpc_id),
             "routes in custom tables",
+            total,
         ),
         _ => (
             format!("sweep of {} VPCs", plans.len()),
             "routes in custom tables",
+            total,
         ),
     };
-    // For one destination, "tables" are the pairs; for wider scopes, the pairs are routes.
-    let total =
-        c.created + c.replaced + c.deleted + c.unchanged + c.skipped + c.would_change + c.failed;
+    let own_changed = report
+        .tables
+        .iter()
+        .filter(|t| named.is_some_and(|n| t.destination.as_deref() == Some(&n.to_string())))
+        .filter(|t| t.action.is_change() || t.action.is_dry_run_change())
+        .count() as u32;
+    let (changed, would) = match named {
+        Some(_) if report.dry_run => (0, own_changed),
+        Some(_) => (own_changed, 0),
+        None => (c.changed(), c.would_change),
+    };
+    let more = if named.is_some() {
+        let others = c.changed() + c.would_change - own_changed;
+        if others > 0 {
+            format!("; {others} more routes of the VPC's main table brought along")
+        } else {
+            String::new()
+        }
+    } else {
+        String::new()
+    };
     (report.outcome, report.message) = if c.failed > 0 {
         (
             Outcome::Failed,
             format!(
-                "{what}: {} of {total} {unit} failed, {} updated{skipped_note}",
+                "{what}: {} of {total} {unit} failed, {} updated{skipped_note}{more}",
                 c.failed,
                 c.changed()
+            ),
+        )
+    } else if c.deferred > 0 {
+        (
+            Outcome::Progressing,
+            format!(
+                "{what}: {} updated, {} handed on to a new invocation (the deadline came first){skipped_note}",
+                c.changed() + c.would_change,
+                c.deferred
             ),
         )
     } else if report.dry_run {
         (
             Outcome::DryRun,
-            format!(
-                "dry run, {what}: {} of {total} {unit} would change{skipped_note}",
-                c.would_change
-            ),
+            format!("dry run, {what}: {would} of {total} {unit} would change{skipped_note}{more}"),
         )
     } else if c.changed() > 0 {
         (
             Outcome::Synced,
-            format!(
-                "{what}: {} of {total} {unit} updated{skipped_note}",
-                c.changed()
-            ),
+            format!("{what}: {changed} of {total} {unit} updated{skipped_note}{more}"),
         )
     } else {
         (
