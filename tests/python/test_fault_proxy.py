@@ -375,6 +375,44 @@ def test_rewrite_routes(proxy_url, control, vpc, moto_url):
     assert {x["DestinationCidrBlock"]: x["State"] for x in main["Routes"]}["10.80.0.0/16"] == "blackhole"
 
 
+def test_rewrite_gateway_id_as_ec2_reports_endpoints(proxy_url, control, vpc, moto_url):
+    m = ec2(moto_url)
+    igw = m.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    m.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["id"])
+    m.create_route(RouteTableId=vpc["custom"][0], DestinationCidrBlock="0.0.0.0/0", GatewayId=igw)
+    control.config(rewrite_routes=[{"route_table_id": vpc["custom"][0], "destination": "0.0.0.0/0",
+                                    "gateway_id": "vpce-0123456789abcdef0",
+                                    "odb_network_arn": "arn:aws:odb:us-east-1:123456789012:odb-network/x"}])
+    r = routes(ec2(proxy_url), vpc["custom"][0])["0.0.0.0/0"]
+    assert r["GatewayId"] == "vpce-0123456789abcdef0"
+    assert r["OdbNetworkArn"] == "arn:aws:odb:us-east-1:123456789012:odb-network/x"
+    assert routes(ec2(moto_url), vpc["custom"][0])["0.0.0.0/0"]["GatewayId"] == igw  # moto keeps its own
+
+
+def test_prefix_list_route_to_an_eni_is_stored_as_ec2_stores_it(proxy_url, control, vpc, moto_url):
+    """moto 5.2.5 drops the prefix list of a CreateRoute that names an ENI; through the proxy
+    the route exists with its prefix list and its ENI, and ReplaceRoute then finds it."""
+    m = ec2(moto_url)
+    pl = m.create_managed_prefix_list(PrefixListName="sddc", MaxEntries=5, AddressFamily="IPv4",
+                                      Entries=[{"Cidr": "192.168.0.0/16"}])["PrefixList"]["PrefixListId"]
+    control.config(strict_routes=True)
+    c = ec2(proxy_url)
+    c.create_route(RouteTableId=vpc["custom"][0], DestinationPrefixListId=pl, NetworkInterfaceId=vpc["enis"][0])
+
+    def prefix_routes():
+        t = m.describe_route_tables(RouteTableIds=[vpc["custom"][0]])["RouteTables"][0]
+        return [(r.get("DestinationPrefixListId"), r.get("NetworkInterfaceId")) for r in t["Routes"]
+                if r.get("DestinationPrefixListId")]
+
+    assert prefix_routes() == [(pl, vpc["enis"][0])]
+    c.replace_route(RouteTableId=vpc["custom"][0], DestinationPrefixListId=pl, NetworkInterfaceId=vpc["enis"][1])
+    assert prefix_routes() == [(pl, vpc["enis"][1])]
+    with pytest.raises(ClientError) as e:
+        c.create_route(RouteTableId=vpc["custom"][0], DestinationPrefixListId=pl, NetworkInterfaceId=vpc["enis"][0])
+    assert err(e)[1] == "RouteAlreadyExists"
+    assert control.calls()["counts"]["CreateRoute"] == 2  # the client's calls, not the proxy's own
+
+
 def test_pagination(proxy_url, control, vpc, moto_url):
     m = ec2(moto_url)
     extra = [m.create_route_table(VpcId=vpc["id"])["RouteTable"]["RouteTableId"] for _ in range(3)]
