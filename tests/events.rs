@@ -367,9 +367,35 @@ fn a_hand_off_payload_parses_back_to_its_request() {
         dry_run: true,
         source: RequestSource::HandOff { hops: 3 },
     };
-    let payload = sync_routes::adapters::trigger::hand_off_payload(&request).unwrap();
-    match parse(&payload, None).unwrap() {
-        Trigger::Sync(parsed) => assert_eq!(parsed, request),
-        other => panic!("{other:?}"),
+    let route = |destination: Destination| SyncRequest {
+        subject: Subject::Route {
+            table_id: "rtb-0a1b2c3d4e5f60001".into(),
+            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into()),
+            destination,
+            expected: None,
+        },
+        dry_run: false,
+        source: RequestSource::HandOff { hops: 1 },
+    };
+    let backfill = SyncRequest {
+        subject: Subject::NewTable {
+            table_id: "rtb-0a1b2c3d4e5f60005".into(),
+            vpc_id: "vpc-0a1b2c3d4e5f60000".into(),
+        },
+        dry_run: false,
+        source: RequestSource::HandOff { hops: 2 },
+    };
+    for request in [
+        request,
+        route(Destination::Cidr("10.100.0.0/16".parse().unwrap())),
+        route(Destination::Cidr("2001:db8::/48".parse().unwrap())),
+        route(Destination::PrefixList("pl-0123456789abcdef0".into())),
+        backfill,
+    ] {
+        let payload = sync_routes::adapters::trigger::hand_off_payload(&request).unwrap();
+        match parse(&payload, None).unwrap() {
+            Trigger::Sync(parsed) => assert_eq!(parsed, request, "{payload}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

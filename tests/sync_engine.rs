@@ -648,47 +648,6 @@ async fn a_read_that_fails_fails_the_request_without_writing() {
     assert_eq!(ec2.take_counts().2, 0);
 }
 
-/// A failover flips all of an appliance's routes at once: the first event to run brings
-/// the rest of the VPC's drift along, after its own route, and the events behind it find
-/// nothing left to do: one read each, no write.
-#[tokio::test]
-async fn a_route_event_brings_the_rest_of_the_vpcs_drift_along() {
-    let ec2 = ec2(3);
-    {
-        let mut tables = ec2.tables.lock().unwrap();
-        let main = tables.iter_mut().find(|t| t.is_main).unwrap();
-        main.routes.push(route_to("10.2.0.0/16", eni("eni-1")));
-        main.routes.push(route_to("10.3.0.0/16", eni("eni-1")));
-    }
-    let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
-    let first = syncer.run(&event(MAIN), later(5)).await;
-    assert_eq!(first.outcome, Outcome::Synced, "{first:#?}");
-    assert_eq!(ec2.take_counts(), (1, 1, 9));
-    // Its own route first, in table order; then the rest.
-    let listed: Vec<_> = first
-        .tables
-        .iter()
-        .map(|t| t.destination.clone().unwrap())
-        .collect();
-    assert_eq!(&listed[..3], [DEST; 3]);
-    assert_eq!(listed.len(), 9);
-    assert_eq!(
-        first.message,
-        "10.1.0.0/16 -> eni-1: 3 of 3 custom tables updated; 6 more routes of the VPC's main table brought along"
-    );
-    for i in 0..3 {
-        assert_eq!(routes_of(&ec2, &custom_id(0, i)).len(), 3);
-    }
-
-    let mut second = event(MAIN);
-    if let Subject::Route { destination, .. } = &mut second.subject {
-        *destination = dest("10.2.0.0/16");
-    }
-    let report = syncer.run(&second, later(5)).await;
-    assert_eq!(report.outcome, Outcome::Unchanged);
-    assert_eq!(ec2.take_counts(), (0, 1, 0));
-}
-
 fn slow_ec2(tables: usize) -> MemoryEc2 {
     let mut ec2 = ec2(tables);
     ec2.write_latency = Duration::from_millis(40);
@@ -736,12 +695,16 @@ async fn writes_past_the_deadline_are_handed_on_and_the_next_invocation_finishes
     assert_eq!(
         next,
         [SyncRequest {
-            subject: Subject::Reconcile {
-                vpc_id: Some(VPC.into())
+            subject: Subject::Route {
+                table_id: MAIN.into(),
+                vpc_id: Some(VPC.into()),
+                destination: dest(DEST),
+                expected: None,
             },
             dry_run: false,
             source: RequestSource::HandOff { hops: 1 },
-        }]
+        }],
+        "the same scope continues: never another event's work"
     );
 
     let rest = syncer.run(&next[0], later(5)).await;

@@ -369,6 +369,8 @@ fn cloudtrail_destination(params: &RequestParameters) -> Result<Destination, Inp
 struct ReconcileRequest {
     reconcile: bool,
     vpc_id: Option<String>,
+    /// With `vpc-id`: backfill that one table, as for a new table.
+    route_table_id: Option<String>,
     #[serde(default)]
     dry_run: Option<bool>,
     /// Set by the function itself when it hands a reconcile on (see `hand_off_payload`).
@@ -385,44 +387,85 @@ fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> 
         Some(vpc) => Some(valid_id("vpc-id", Some(vpc), "vpc-")?),
         None => None,
     };
-    Ok(SyncRequest {
-        subject: Subject::Reconcile { vpc_id },
-        dry_run: request.dry_run.unwrap_or(false),
-        source: match request.hand_off {
-            Some(hops) => RequestSource::HandOff { hops },
-            None => RequestSource::Manual,
+    let subject = match (request.route_table_id, vpc_id) {
+        (Some(table), Some(vpc_id)) => Subject::NewTable {
+            table_id: valid_id("route-table-id", Some(table), "rtb-")?,
+            vpc_id,
         },
+        (Some(_), None) => return Err(InputError::Missing { field: "vpc-id" }),
+        (None, vpc_id) => Subject::Reconcile { vpc_id },
+    };
+    Ok(SyncRequest {
+        subject,
+        dry_run: request.dry_run.unwrap_or(false),
+        source: source(request.hand_off),
     })
 }
 
-/// The payload of a hand-off: the reconcile request that continues `request` in a new
-/// invocation. `None` for what cannot be handed on (only VPC reconciles are).
+/// The payload of a hand-off: the request that continues `request`'s scope in a new
+/// invocation, in the manual formats above plus `"hand-off": N`. `None` for a request that
+/// is not a hand-off.
 pub fn hand_off_payload(request: &SyncRequest) -> Option<String> {
-    let (Subject::Reconcile { vpc_id }, RequestSource::HandOff { hops }) =
-        (&request.subject, &request.source)
-    else {
+    let RequestSource::HandOff { hops } = request.source else {
         return None;
     };
-    let mut payload = serde_json::json!({
-        "reconcile": true,
-        "dry-run": request.dry_run,
-        "hand-off": hops,
-    });
-    if let Some(vpc) = vpc_id {
-        payload["vpc-id"] = vpc.clone().into();
+    let mut payload = serde_json::json!({"dry-run": request.dry_run, "hand-off": hops});
+    match &request.subject {
+        Subject::Route {
+            table_id,
+            vpc_id,
+            destination,
+            ..
+        } => {
+            payload["route-table-id"] = table_id.clone().into();
+            if let Some(vpc) = vpc_id {
+                payload["vpc-id"] = vpc.clone().into();
+            }
+            match destination {
+                Destination::Cidr(net) => {
+                    payload["destination-cidr-block"] = net.to_string().into()
+                }
+                Destination::PrefixList(id) => {
+                    payload["destination-prefix-list-id"] = id.clone().into()
+                }
+            }
+        }
+        Subject::NewTable { table_id, vpc_id } => {
+            payload["reconcile"] = true.into();
+            payload["vpc-id"] = vpc_id.clone().into();
+            payload["route-table-id"] = table_id.clone().into();
+        }
+        Subject::Reconcile { vpc_id } => {
+            payload["reconcile"] = true.into();
+            if let Some(vpc) = vpc_id {
+                payload["vpc-id"] = vpc.clone().into();
+            }
+        }
+        Subject::Association { .. } => return None,
     }
     Some(payload.to_string())
 }
 
-/// The original tool's request: its URL path parameters and body in one object.
+fn source(hand_off: Option<u32>) -> RequestSource {
+    match hand_off {
+        Some(hops) => RequestSource::HandOff { hops },
+        None => RequestSource::Manual,
+    }
+}
+
+/// The original tool's request: its URL path parameters and body in one object (a prefix
+/// list may stand for the CIDR).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 struct ManualRequest {
     vpc_id: Option<String>,
     route_table_id: Option<String>,
     destination_cidr_block: Option<String>,
+    destination_prefix_list_id: Option<String>,
     #[serde(default)]
     dry_run: Option<bool>,
+    /// Set by the function itself when it hands a request on (see `hand_off_payload`).
+    hand_off: Option<u32>,
 }
 
 fn from_manual(request: ManualRequest) -> Result<SyncRequest, InputError> {
@@ -432,18 +475,34 @@ fn from_manual(request: ManualRequest) -> Result<SyncRequest, InputError> {
         None => None,
     };
     let route_table_id = valid_id("route-table-id", request.route_table_id, "rtb-")?;
-    let cidr = request.destination_cidr_block.ok_or(InputError::Missing {
-        field: "destination-cidr-block",
-    })?;
+    let destination = match (
+        request.destination_cidr_block,
+        request.destination_prefix_list_id,
+    ) {
+        (Some(cidr), None) => Destination::Cidr(valid_cidr("destination-cidr-block", &cidr)?),
+        (None, Some(pl)) => {
+            Destination::PrefixList(valid_id("destination-prefix-list-id", Some(pl), "pl-")?)
+        }
+        (Some(_), Some(_)) => {
+            return Err(InputError::BadManualRequest(
+                "give destination-cidr-block or destination-prefix-list-id, not both".into(),
+            ))
+        }
+        (None, None) => {
+            return Err(InputError::Missing {
+                field: "destination-cidr-block",
+            })
+        }
+    };
     Ok(SyncRequest {
         subject: Subject::Route {
             table_id: route_table_id,
             vpc_id,
-            destination: Destination::Cidr(valid_cidr("destination-cidr-block", &cidr)?),
+            destination,
             expected: None,
         },
         dry_run: request.dry_run.unwrap_or(false),
-        source: RequestSource::Manual,
+        source: source(request.hand_off),
     })
 }
 

@@ -262,12 +262,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         let mut plans = Vec::with_capacity(loaded.vpcs.len());
         for tables in &loaded.vpcs {
             match plan::reconcile(tables, &loaded.scope, &self.settings.policy) {
-                Ok(mut plan) => {
-                    if named.is_some() {
-                        self.coalesce(&mut plan, tables);
-                    }
-                    plans.push(plan)
-                }
+                Ok(plan) => plans.push(plan),
                 Err(refusal) if single_vpc => return refused(report, &refusal),
                 // One odd VPC (EC2 always gives a VPC a main table) never stops a sweep.
                 Err(refusal) => {
@@ -314,21 +309,6 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         report
     }
 
-    /// A route event also takes the rest of its VPC's drift. In a failover all of an
-    /// appliance's routes flip at once, and the first event to run finds most of them already
-    /// flipped in the main table: writing them now costs no extra read, and the events behind
-    /// it find nothing left (one read each) instead of fighting over the same writes. The
-    /// named destination stays first, so its own latency does not change.
-    fn coalesce(&self, plan: &mut VpcPlan, tables: &[RouteTable]) {
-        let Ok(whole) = plan::reconcile(tables, &Scope::vpc(), &self.settings.policy) else {
-            return;
-        };
-        let named = plan.routes.first().map(|r| r.destination.clone());
-        plan.routes.extend(whole.routes.into_iter().filter(|r| {
-            Some(&r.destination) != named.as_ref() && r.actions.iter().any(|a| a.action.is_write())
-        }));
-    }
-
     /// Some writes met the deadline: start a new invocation per VPC that re-reads it and
     /// continues. Where that cannot be done (not on Lambda, the hop limit, the hand-off call
     /// failed), the deferred writes fail the request instead, so Lambda's own retry of this
@@ -353,7 +333,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 let mut unable = None;
                 for vpc in vpcs {
                     let next = SyncRequest {
-                        subject: Subject::Reconcile { vpc_id: Some(vpc) },
+                        subject: continuation(&request.subject, vpc),
                         dry_run: request.dry_run,
                         source: RequestSource::HandOff { hops: hops + 1 },
                     };
@@ -636,8 +616,11 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 action: &table.action,
             })
         });
+        // Tables re-read after EC2 said one had changed under us: their other pending writes
+        // are re-decided against this fresher copy before they go out.
+        let fresh: Mutex<HashMap<String, RouteTable>> = Mutex::new(HashMap::new());
         let mut written: HashMap<(String, String, String), TableReport> = stream::iter(jobs)
-            .map(|job| self.write_table(job, dry_run, deadline))
+            .map(|job| self.write_table(job, dry_run, deadline, &fresh))
             .buffer_unordered(self.settings.max_concurrent_writes.max(1))
             .collect::<Vec<_>>()
             .await
@@ -728,11 +711,21 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         job: WriteJob<'_>,
         dry_run: bool,
         deadline: Instant,
+        fresh: &Mutex<HashMap<String, RouteTable>>,
     ) -> (TableReport, WriteCalls) {
         const MAX_REDECISIONS: u32 = 3;
         let mut calls = WriteCalls::default();
-        let mut action = job.action.clone();
         let mut redecisions = 0;
+        let fresher = lock(fresh)
+            .get(job.table_id)
+            .map(|table| self.redecide(table, &job));
+        let mut action = match fresher {
+            Some(action) if action != *job.action => {
+                redecisions += 1;
+                action
+            }
+            _ => job.action.clone(),
+        };
         let result = loop {
             let current = WriteJob {
                 action: &action,
@@ -798,12 +791,11 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     redecisions += 1;
                     calls.reads += 1;
                     action = match self.ec2.table(job.table_id, deadline).await {
-                        Ok(Some(table)) => match job.target {
-                            Some(target) => plan::plan_table(&table, job.destination, target),
-                            None => {
-                                plan::plan_delete(&table, job.destination, &self.settings.policy)
-                            }
-                        },
+                        Ok(Some(table)) => {
+                            let action = self.redecide(&table, &job);
+                            lock(fresh).insert(table.id.clone(), table);
+                            action
+                        }
                         // A delete that finds the table gone has nothing left to delete.
                         Ok(None) if job.target.is_none() => Action::Unchanged,
                         Ok(None) => {
@@ -831,6 +823,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         (result, calls)
     }
 
+    /// The same pure rule as the plan, for one pair, against a fresher copy of its table.
+    fn redecide(&self, table: &RouteTable, job: &WriteJob<'_>) -> Action {
+        match job.target {
+            Some(target) => plan::plan_table(table, job.destination, target),
+            None => plan::plan_delete(table, job.destination, &self.settings.policy),
+        }
+    }
+
     fn cached_vpc(&self, table_id: &str) -> Option<String> {
         self.lock_cache().get(table_id).cloned()
     }
@@ -853,6 +853,37 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         self.vpc_of_table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a hand-off continues: the same scope, so that it never takes over work that other
+/// events of the same failover are doing (a route event continues its own destination, a
+/// new table its backfill, a reconcile or sweep that VPC).
+fn continuation(subject: &Subject, vpc: String) -> Subject {
+    match subject {
+        Subject::Route {
+            table_id,
+            destination,
+            ..
+        } => Subject::Route {
+            table_id: table_id.clone(),
+            vpc_id: Some(vpc),
+            destination: destination.clone(),
+            expected: None,
+        },
+        Subject::NewTable { table_id, .. } => Subject::NewTable {
+            table_id: table_id.clone(),
+            vpc_id: vpc,
+        },
+        Subject::Association { .. } | Subject::Reconcile { .. } => {
+            Subject::Reconcile { vpc_id: Some(vpc) }
+        }
     }
 }
 
