@@ -614,6 +614,13 @@ class Handler(BaseHTTPRequestHandler):
         action = params.get("Action")
         if action is None and self.headers.get("X-Amz-Target"):  # JSON protocols
             action = self.headers["X-Amz-Target"].rsplit(".", 1)[-1]
+        # REST protocols name the operation by path: Lambda's Invoke (the function's hand-off).
+        invoke = re.match(r"^/2015-03-31/functions/([^/?]+)/invocations", self.path)
+        if action is None and invoke:
+            action = "Invoke"
+            params = {"FunctionName": urllib.parse.unquote(invoke.group(1)),
+                      "InvocationType": self.headers.get("X-Amz-Invocation-Type", "RequestResponse"),
+                      "Payload": body.decode("utf-8", "replace")}
         return service, action, params
 
     def _proxy(self, body: bytes):

@@ -37,6 +37,9 @@ step "CDK: type check, jest and cdk-nag, synth, cfn-lint"
   npm ci --no-audit --no-fund --loglevel=error
   npm test
   npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")"
+  # The same app with deletes on, for the EventBridge pattern test (DeleteRoute matches).
+  npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")" -o cdk.out.deletes \
+    -c propagateDeletes=true -c destinations=10.0.0.0/8
 )
 cfn-lint cdk/cdk.out/SyncRoutes.template.json
 

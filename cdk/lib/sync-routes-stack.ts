@@ -1,4 +1,5 @@
-import { CfnOutput, CfnParameter, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import { CfnOutput, CfnParameter, Duration, Stack, StackProps, Tags } from 'aws-cdk-lib';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { syncRoutesCode } from './lambda-code';
@@ -16,13 +17,29 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  * - `createTrail`: `true` to create a CloudTrail trail (for accounts without one)
  * - `vpcIds`: comma-separated VPC IDs the function may write routes in
  * - `syncTargetKinds`: comma-separated route target kinds to copy
+ * - `destinations`: comma-separated CIDRs and pl- IDs in scope (`SYNC_DESTINATIONS`)
+ * - `propagateDeletes`: `true` to copy deletions (needs `destinations`)
+ * - `sweep`: `off` for no scheduled sweep; `sweepSchedule`: an EventBridge schedule
+ *   expression such as `rate(5 minutes)` (default every 15 minutes)
+ * - `reservedConcurrency`: invocations at once (default 2)
+ * - `lagAlarmThreshold`: seconds of p99 EventLag before the lag alarm (default 60)
  * - `architecture`: `x86_64` (default) or `arm64`
  * - `lambdaAsset`: directory holding a prebuilt `bootstrap` (nothing is built then)
  */
+export interface SyncRoutesStackProps extends StackProps {
+  /**
+   * Whether `-c createTrail=true` creates the (multi-region) trail in this stack; with
+   * `-c regions=...` only the first region's stack does.
+   *
+   * @default true
+   */
+  readonly trailInThisRegion?: boolean;
+}
+
 export class SyncRoutesStack extends Stack {
   public readonly syncRoutes: SyncRoutes;
 
-  constructor(scope: Construct, id: string, props: StackProps = {}) {
+  constructor(scope: Construct, id: string, props: SyncRoutesStackProps = {}) {
     super(scope, id, {
       description: 'sync-routes: copies routes written to a VPC main route table to its custom route tables',
       ...props,
@@ -48,9 +65,15 @@ export class SyncRoutesStack extends Stack {
       code: syncRoutesCode({ assetDir: lambdaAsset, architecture }),
       architecture,
       alertEmail,
-      createTrail: parseBoolean(this.node.tryGetContext('createTrail'), 'createTrail'),
+      createTrail:
+        parseBoolean(this.node.tryGetContext('createTrail'), 'createTrail') && (props.trailInThisRegion ?? true),
       vpcIds: parseList(this.node.tryGetContext('vpcIds')),
       syncTargetKinds: parseList(this.node.tryGetContext('syncTargetKinds')) as SyncTargetKind[] | undefined,
+      destinations: parseList(this.node.tryGetContext('destinations')),
+      propagateDeletes: parseBoolean(this.node.tryGetContext('propagateDeletes'), 'propagateDeletes'),
+      sweepSchedule: parseSweep(this.node.tryGetContext('sweep'), this.node.tryGetContext('sweepSchedule')),
+      reservedConcurrency: parseNumber(this.node.tryGetContext('reservedConcurrency'), 'reservedConcurrency'),
+      lagAlarmThreshold: seconds(parseNumber(this.node.tryGetContext('lagAlarmThreshold'), 'lagAlarmThreshold')),
     });
     Tags.of(this).add('project', 'sync-routes');
 
@@ -65,6 +88,10 @@ export class SyncRoutesStack extends Stack {
     new CfnOutput(this, 'RuleDeadLetterQueueUrl', {
       value: this.syncRoutes.ruleDeadLetterQueue.queueUrl,
       description: 'Events EventBridge could not deliver to the function',
+    });
+    new CfnOutput(this, 'DashboardName', {
+      value: this.syncRoutes.dashboard.dashboardName,
+      description: 'CloudWatch dashboard: lag, routes written, failures, throttles, invocations, failure queues',
     });
     new CfnOutput(this, 'InvokeCommand', {
       description: 'Run from the repository root: a dry-run manual sync with the sample event',
@@ -103,4 +130,37 @@ function parseList(value: unknown): string[] | undefined {
   }
   const list = (Array.isArray(value) ? value : String(value).split(',')).map((v) => String(v).trim()).filter(Boolean);
   return list.length ? list : undefined;
+}
+
+/** `-c sweep=off` disables the sweep; `-c sweepSchedule='rate(5 minutes)'` sets it. */
+function parseSweep(sweep: unknown, schedule: unknown): events.Schedule | false | undefined {
+  if (sweep === 'off' || sweep === false || sweep === 'false') {
+    return false;
+  }
+  if (sweep !== undefined && sweep !== 'on' && sweep !== true && sweep !== 'true') {
+    throw new Error(`sweep must be on or off, not '${sweep}'`);
+  }
+  if (schedule === undefined || schedule === '') {
+    return undefined;
+  }
+  const expression = String(schedule);
+  if (!/^(rate|cron)\(.+\)$/.test(expression)) {
+    throw new Error(`sweepSchedule must be an EventBridge schedule expression such as rate(15 minutes), not '${expression}'`);
+  }
+  return events.Schedule.expression(expression);
+}
+
+function parseNumber(value: unknown, name: string): number | undefined {
+  if (value === undefined || value === '') {
+    return undefined;
+  }
+  const n = Number(value);
+  if (!Number.isFinite(n)) {
+    throw new Error(`${name} must be a number, not '${value}'`);
+  }
+  return n;
+}
+
+function seconds(value: number | undefined): Duration | undefined {
+  return value === undefined ? undefined : Duration.seconds(value);
 }

@@ -21,7 +21,10 @@ export const SYNC_TARGET_KINDS = [
   'transit-gateway',
   'nat-gateway',
   'vpc-peering-connection',
-  'gateway',
+  'internet-gateway',
+  'virtual-private-gateway',
+  'vpc-endpoint',
+  'odb-network',
   'egress-only-internet-gateway',
   'carrier-gateway',
   'local-gateway',
@@ -30,7 +33,10 @@ export const SYNC_TARGET_KINDS = [
 export type SyncTargetKind = (typeof SYNC_TARGET_KINDS)[number];
 
 /** The EC2 API calls whose successful CloudTrail records trigger the function. */
-export const TRIGGER_EVENT_NAMES = ['CreateRoute', 'ReplaceRoute'];
+export const TRIGGER_EVENT_NAMES = ['CreateRoute', 'ReplaceRoute', 'CreateRouteTable', 'ReplaceRouteTableAssociation'];
+
+/** Namespace of the metrics the function writes in embedded metric format (dimension `FunctionName`). */
+export const METRICS_NAMESPACE = 'SyncRoutes';
 
 /** Options of {@link SyncRoutes}. Every one has a default: `new SyncRoutes(this, 'SyncRoutes')` is a full deployment. */
 export interface SyncRoutesProps {
@@ -124,6 +130,54 @@ export interface SyncRoutesProps {
    * @default 2
    */
   readonly retryAttempts?: number;
+
+  /**
+   * Destinations the function may sync (`SYNC_DESTINATIONS`): CIDR blocks, which admit every
+   * route inside them, and managed prefix list IDs (`pl-...`).
+   *
+   * @default - every destination
+   */
+  readonly destinations?: string[];
+
+  /**
+   * Copy deletions from the main route table to the custom tables
+   * (`SYNC_PROPAGATE_DELETES`). Needs `destinations`: deletes always have an explicit scope.
+   * Adds `DeleteRoute` to the rule and `ec2:DeleteRoute` to the role.
+   *
+   * @default false
+   */
+  readonly propagateDeletes?: boolean;
+
+  /**
+   * When the sweep reconciles every VPC in scope, repairing whatever a lost event left
+   * behind (CloudTrail delivers to EventBridge on a best-effort basis). `false`: no sweep.
+   *
+   * @default events.Schedule.rate(Duration.minutes(15))
+   */
+  readonly sweepSchedule?: events.Schedule | false;
+
+  /**
+   * Reserved concurrency of the function: how many invocations may share EC2's route-write
+   * bucket (50 burst, 5 per second per account and region) at once. More events wait in
+   * Lambda's asynchronous queue (up to `maxEventAge`) instead of each getting a sliver of the
+   * bucket and timing out; an invocation that meets its deadline hands the rest on. Two keep
+   * a long failover from holding up every other VPC's events, and measured within 1.2x the
+   * bucket's floor (BENCHMARKS.md).
+   *
+   * @default 2
+   */
+  readonly reservedConcurrency?: number;
+
+  /**
+   * Alarm when the p99 of `EventLag` (CloudTrail's eventTime to the end of the sync) stays
+   * above this for two 5-minute periods. CloudTrail delivers to EventBridge on a best-effort
+   * basis, usually within seconds (a p99 near 90 s was reported in 2017), so one slow
+   * delivery is normal; a minute at the 99th percentile, sustained, means events are late
+   * or the function is throttled, four times the 15 s a failover is expected to take.
+   *
+   * @default Duration.seconds(60)
+   */
+  readonly lagAlarmThreshold?: Duration;
 }
 
 /**
@@ -143,6 +197,9 @@ export class SyncRoutes extends Construct {
   public readonly ruleDeadLetterQueue: sqs.Queue;
   public readonly alarms: cloudwatch.Alarm[];
   public readonly trail?: cloudtrail.Trail;
+  /** The scheduled sweep, unless `sweepSchedule` is `false`. */
+  public readonly sweepRule?: events.Rule;
+  public readonly dashboard: cloudwatch.Dashboard;
 
   constructor(scope: Construct, id: string, props: SyncRoutesProps = {}) {
     super(scope, id);
@@ -196,11 +253,23 @@ export class SyncRoutes extends Construct {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'sync-routes function: read route tables, write routes to custom route tables, publish alerts',
     });
-    this.grantFunctionPermissions(logGroup, props.vpcIds);
+    const propagateDeletes = props.propagateDeletes ?? false;
+    this.grantFunctionPermissions(logGroup, props.vpcIds, propagateDeletes);
 
     const environment: Record<string, string> = { SNS_TOPIC_ARN: this.topic.topicArn };
     if (props.syncTargetKinds) {
       environment.SYNC_TARGET_KINDS = props.syncTargetKinds.join(',');
+    }
+    // The VPC list lives in the function too, not only in IAM: an event from another VPC is
+    // then answered `ignored` after one read, instead of failing on UnauthorizedOperation.
+    if (props.vpcIds?.length) {
+      environment.SYNC_VPC_IDS = props.vpcIds.join(',');
+    }
+    if (props.destinations?.length) {
+      environment.SYNC_DESTINATIONS = props.destinations.join(',');
+    }
+    if (propagateDeletes) {
+      environment.SYNC_PROPAGATE_DELETES = 'true';
     }
     this.function = new lambda.Function(this, 'Function', {
       description: 'Copies routes written to a VPC main route table to its custom route tables',
@@ -221,7 +290,9 @@ export class SyncRoutes extends Construct {
       onFailure: sendOnlyQueueDestination(this.failedInvocationsQueue),
       maxEventAge,
       retryAttempts: props.retryAttempts ?? 2,
+      reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
     });
+    this.grantHandOff();
 
     // CDK makes the function depend on the role and its policy; the role is already implied by
     // the Fn::GetAtt of its ARN, and cfn-lint flags the duplicate (W3005). Keep only the policy.
@@ -230,21 +301,21 @@ export class SyncRoutes extends Construct {
 
     // --- The trigger ----------------------------------------------------------------------
     this.rule = new events.Rule(this, 'Rule', {
-      description: 'Successful EC2 CreateRoute/ReplaceRoute calls (CloudTrail), except the sync-routes function\'s own',
+      description: 'Successful EC2 route and route table calls (CloudTrail), except the sync-routes function\'s own',
       eventPattern: {
         source: ['aws.ec2'],
         detailType: ['AWS API Call via CloudTrail'],
-        detail: triggerDetailPattern(this.role),
+        detail: triggerDetailPattern(this.role, propagateDeletes),
       },
-      targets: [
-        new targets.LambdaFunction(this.function, {
-          // Retries cover a throttled or failed Invoke call; what is left goes to the DLQ.
-          retryAttempts: 8,
-          maxEventAge,
-          deadLetterQueue: this.ruleDeadLetterQueue,
-        }),
-      ],
+      targets: [this.ruleTarget(maxEventAge)],
     });
+    if (props.sweepSchedule !== false) {
+      this.sweepRule = new events.Rule(this, 'SweepRule', {
+        description: 'sync-routes sweep: reconcile every VPC in scope (repairs what a lost event left behind)',
+        schedule: props.sweepSchedule ?? events.Schedule.rate(Duration.minutes(15)),
+        targets: [this.ruleTarget(maxEventAge)],
+      });
+    }
 
     // --- Alarms -------------------------------------------------------------------------
     const alarmAction = new cwActions.SnsAction(this.topic);
@@ -262,13 +333,116 @@ export class SyncRoutes extends Construct {
       queueAlarm(this, 'RuleDeadLetterAlarm', this.ruleDeadLetterQueue,
         'EventBridge could not deliver a route change to sync-routes; the event is kept in the dead-letter queue'),
       this.rejectedEventsAlarm(logGroup),
+      new cloudwatch.Alarm(this, 'LagAlarm', {
+        alarmDescription:
+          'sync-routes: the 99th percentile of the time from a route change (CloudTrail eventTime) to the end of its ' +
+          'sync stayed above the threshold; CloudTrail delivery is late or the function is throttled (see the dashboard)',
+        metric: this.metric('EventLag', cloudwatch.Stats.percentile(99)),
+        threshold: (props.lagAlarmThreshold ?? Duration.seconds(60)).toMilliseconds(),
+        evaluationPeriods: 2,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      }),
     ];
     this.alarms.forEach((alarm) => alarm.addAlarmAction(alarmAction));
+    this.dashboard = this.createDashboard();
 
     // --- CloudTrail, for accounts without a trail ----------------------------------------
     if (props.createTrail) {
       this.trail = this.createTrail();
     }
+  }
+
+  /** A target of this function for a rule: retries, then the dead-letter queue. */
+  private ruleTarget(maxEventAge: Duration): targets.LambdaFunction {
+    return new targets.LambdaFunction(this.function, {
+      // Retries cover a throttled or failed Invoke call; what is left goes to the DLQ.
+      retryAttempts: 8,
+      maxEventAge,
+      deadLetterQueue: this.ruleDeadLetterQueue,
+    });
+  }
+
+  /** One of the function's own metrics (embedded metric format, dimension FunctionName). */
+  public metric(name: string, statistic: string): cloudwatch.Metric {
+    // No unit: a metric's unit filters its data, and EventLag is in milliseconds anyway.
+    return new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: name,
+      dimensionsMap: { FunctionName: this.function.functionName },
+      statistic,
+      period: Duration.minutes(5),
+    });
+  }
+
+  /**
+   * An invocation that meets its deadline invokes the function again, asynchronously, to
+   * continue (the hand-off). A policy of its own, not the role's default one: the function
+   * depends on the default policy, and naming the function there would be a cycle.
+   */
+  private grantHandOff(): void {
+    new iam.Policy(this, 'HandOffPolicy', {
+      roles: [this.role],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'HandOffToItself',
+          actions: ['lambda:InvokeFunction'],
+          resources: [this.function.functionArn],
+        }),
+      ],
+    });
+  }
+
+  private createDashboard(): cloudwatch.Dashboard {
+    const fiveMinutes = { period: Duration.minutes(5) };
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      defaultInterval: Duration.days(1),
+    });
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Lag: route change (CloudTrail eventTime) to sync done',
+        left: [
+          this.metric('EventLag', cloudwatch.Stats.percentile(50)).with({ label: 'p50' }),
+          this.metric('EventLag', cloudwatch.Stats.percentile(99)).with({ label: 'p99' }),
+        ],
+        leftYAxis: { label: 'ms', showUnits: false },
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Routes written, tables failed, throttled calls, writes handed on',
+        left: [
+          this.metric('RoutesWritten', cloudwatch.Stats.SUM).with({ label: 'routes written' }),
+          this.metric('TablesFailed', cloudwatch.Stats.SUM).with({ label: 'tables failed' }),
+          this.metric('Throttled', cloudwatch.Stats.SUM).with({ label: 'throttled EC2 calls' }),
+          this.metric('TablesDeferred', cloudwatch.Stats.SUM).with({ label: 'handed on' }),
+        ],
+        width: 12,
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
+        title: 'Invocations and errors',
+        left: [
+          this.function.metricInvocations({ ...fiveMinutes, statistic: cloudwatch.Stats.SUM }),
+          this.function.metricErrors({ ...fiveMinutes, statistic: cloudwatch.Stats.SUM }),
+          this.function.metricThrottles({ ...fiveMinutes, statistic: cloudwatch.Stats.SUM }),
+        ],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
+        title: 'Events kept in the failure queues',
+        left: [
+          this.failedInvocationsQueue
+            .metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM })
+            .with({ label: 'failed invocations' }),
+          this.ruleDeadLetterQueue
+            .metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM })
+            .with({ label: 'rule dead letters' }),
+        ],
+        width: 12,
+      }),
+    );
+    return dashboard;
   }
 
   /**
@@ -308,7 +482,7 @@ export class SyncRoutes extends Construct {
     }
   }
 
-  private grantFunctionPermissions(logGroup: logs.LogGroup, vpcIds: string[] | undefined): void {
+  private grantFunctionPermissions(logGroup: logs.LogGroup, vpcIds: string[] | undefined, propagateDeletes: boolean): void {
     const stack = Stack.of(this);
     this.role.addToPolicy(
       new iam.PolicyStatement({
@@ -329,7 +503,8 @@ export class SyncRoutes extends Construct {
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'WriteRoutes',
-        actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute'],
+        // DeleteRoute only when deletes are on: off, the role cannot delete a route at all.
+        actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', ...(propagateDeletes ? ['ec2:DeleteRoute'] : [])],
         resources: [routeTables],
         conditions: vpcIds?.length
           ? { ArnEquals: { 'ec2:Vpc': vpcIds.map((vpc) => stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: vpc })) } }
@@ -403,11 +578,11 @@ export class SyncRoutes extends Construct {
  *   Cloud on AWS manages SDDC routes from its own account) may have no `userIdentity.arn`,
  *   so `$or` also accepts events where the field does not exist.
  */
-export function triggerDetailPattern(role: iam.IRole): Record<string, unknown> {
+export function triggerDetailPattern(role: iam.IRole, propagateDeletes = false): Record<string, unknown> {
   const ownSessions = `arn:${Aws.PARTITION}:sts::${Aws.ACCOUNT_ID}:assumed-role/${role.roleName}/`;
   return {
     eventSource: ['ec2.amazonaws.com'],
-    eventName: TRIGGER_EVENT_NAMES,
+    eventName: propagateDeletes ? [...TRIGGER_EVENT_NAMES, 'DeleteRoute'] : TRIGGER_EVENT_NAMES,
     errorCode: [{ exists: false }],
     $or: [
       { userIdentity: { arn: [{ exists: false }] } },
@@ -503,6 +678,20 @@ function validateProps(props: SyncRoutesProps): void {
   const email = props.alertEmail;
   if (email !== undefined && !Token.isUnresolved(email) && !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email)) {
     throw new Error(`alertEmail: '${email}' is not an e-mail address`);
+  }
+  if (props.propagateDeletes && !props.destinations?.length) {
+    throw new Error(
+      'propagateDeletes needs destinations: deletes always have an explicit scope (the CIDRs and pl- IDs whose deletions may be copied)',
+    );
+  }
+  for (const destination of props.destinations ?? []) {
+    if (!Token.isUnresolved(destination) && !/^(pl-[0-9a-f]{8,17}|[0-9a-fA-F.:]+\/\d{1,3})$/.test(destination)) {
+      throw new Error(`destinations: '${destination}' is neither a CIDR block nor a prefix list ID (pl-...)`);
+    }
+  }
+  const concurrency = props.reservedConcurrency;
+  if (concurrency !== undefined && (concurrency < 1 || !Number.isInteger(concurrency))) {
+    throw new Error('reservedConcurrency must be a whole number of at least 1');
   }
   const retries = props.retryAttempts;
   if (retries !== undefined && (retries < 0 || retries > 2 || !Number.isInteger(retries))) {

@@ -4,6 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { SyncRoutes } from '../lib/sync-routes';
 import { SyncRoutesStack } from '../lib/sync-routes-stack';
+import { addStacks } from '../lib/app';
 import { allPolicyStatements, nagCheck, newApp, PLACEHOLDER_ASSET, synthStack } from './helpers';
 
 // Logical IDs are stable (they derive from construct paths), so tests may name them.
@@ -40,15 +41,16 @@ describe('default deployment', () => {
     template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
   });
 
-  test('rule: successful CreateRoute/ReplaceRoute from CloudTrail, not the function\'s own', () => {
-    template.resourceCountIs('AWS::Events::Rule', 1);
+  test('rule: successful route and route table calls from CloudTrail, not the function\'s own', () => {
+    template.resourceCountIs('AWS::Events::Rule', 2); // and the sweep
     const rule = template.findResources('AWS::Events::Rule')[RULE];
     expect(rule.Properties.EventPattern).toEqual({
       'source': ['aws.ec2'],
       'detail-type': ['AWS API Call via CloudTrail'],
       'detail': {
         eventSource: ['ec2.amazonaws.com'],
-        eventName: ['CreateRoute', 'ReplaceRoute'],
+        // No DeleteRoute: deletes are off by default.
+        eventName: ['CreateRoute', 'ReplaceRoute', 'CreateRouteTable', 'ReplaceRouteTableAssociation'],
         errorCode: [{ exists: false }],
         // anything-but never matches an absent field: calls from another account may have no arn.
         $or: [
@@ -129,8 +131,14 @@ describe('default deployment', () => {
     }));
   });
 
-  test('alarms: function errors, both failure queues and rejected payloads, all notifying the topic', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
+  test('alarms: function errors, both failure queues, rejected payloads and lag, all notifying the topic', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'SyncRoutes', MetricName: 'EventLag', ExtendedStatistic: 'p99', Period: 300,
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: FUNCTION } }],
+      Threshold: 60000, EvaluationPeriods: 2, ComparisonOperator: 'GreaterThanThreshold',
+      TreatMissingData: 'notBreaching', AlarmActions: [{ Ref: TOPIC }],
+    });
     const common = {
       Threshold: 1,
       EvaluationPeriods: 1,
@@ -164,7 +172,15 @@ describe('default deployment', () => {
       ManagedPolicyArns: Match.absent(),
       Policies: Match.absent(),
     });
-    template.resourceCountIs('AWS::IAM::Policy', 1);
+    template.resourceCountIs('AWS::IAM::Policy', 2);
+    // The hand-off: the function invokes itself to continue past its deadline; in a policy
+    // of its own, since the function depends on the default policy.
+    template.hasResourceProperties('AWS::IAM::Policy', {
+      Roles: [{ Ref: ROLE }],
+      PolicyDocument: {
+        Statement: [{ Sid: 'HandOffToItself', Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: { 'Fn::GetAtt': [FUNCTION, 'Arn'] } }],
+      },
+    });
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: ROLE }],
       PolicyDocument: {
@@ -293,6 +309,84 @@ describe('options', () => {
     for (const value of ['false', false, '']) {
       synthStack({ createTrail: value }).template.resourceCountIs('AWS::CloudTrail::Trail', 0);
     }
+  });
+
+  test('defaults: sweep every 15 minutes with the same retries and dead-letter queue, reserved concurrency 2, dashboard output', () => {
+    const { template } = synthStack();
+    const sweeps = template.findResources('AWS::Events::Rule', { Properties: { ScheduleExpression: 'rate(15 minutes)' } });
+    expect(Object.keys(sweeps)).toHaveLength(1);
+    const [sweep] = Object.values(sweeps) as any[];
+    expect(sweep.Properties.Targets[0]).toMatchObject({
+      Arn: { 'Fn::GetAtt': [FUNCTION, 'Arn'] },
+      RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 },
+      DeadLetterConfig: { Arn: { 'Fn::GetAtt': [DLQ, 'Arn'] } },
+    });
+    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 2 });
+    template.hasOutput('DashboardName', { Value: { Ref: Match.stringLikeRegexp('Dashboard') } });
+    const env = template.findResources('AWS::Lambda::Function')[FUNCTION].Properties.Environment.Variables;
+    expect(Object.keys(env).sort()).toEqual(['SNS_TOPIC_ARN']);
+  });
+
+  test('dashboard: lag p50/p99, routes written, failed tables, throttles, invocations, errors, both failure queues', () => {
+    const { template } = synthStack();
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const words of ['EventLag', 'p50', 'p99', 'RoutesWritten', 'TablesFailed', 'Throttled', 'TablesDeferred',
+      'Invocations', 'Errors', 'ApproximateNumberOfMessagesVisible', 'SyncRoutes']) {
+      expect(body).toContain(words);
+    }
+  });
+
+  test('sweep=off: no schedule; sweepSchedule sets it; lagAlarmThreshold and reservedConcurrency', () => {
+    const off = synthStack({ sweep: 'off' }).template;
+    expect(Object.keys(off.findResources('AWS::Events::Rule', { Properties: { ScheduleExpression: Match.anyValue() } }))).toHaveLength(0);
+    const { template } = synthStack({ sweepSchedule: 'rate(5 minutes)', lagAlarmThreshold: '30', reservedConcurrency: '1' });
+    template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(5 minutes)' });
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'EventLag', Threshold: 30000 });
+    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 1 });
+    expect(() => synthStack({ sweep: 'sometimes' })).toThrow(/sweep must be on or off/);
+    expect(() => synthStack({ sweepSchedule: 'every 5 minutes' })).toThrow(/schedule expression/);
+    expect(() => synthStack({ reservedConcurrency: '0' })).toThrow(/reservedConcurrency/);
+  });
+
+  test('destinations and vpcIds reach the function; propagateDeletes adds DeleteRoute to the rule and the role', () => {
+    const { template } = synthStack({ vpcIds: 'vpc-0123456789abcdef0', destinations: '10.0.0.0/8,pl-0123456789abcdef0', propagateDeletes: 'true' });
+    template.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: {
+        Variables: {
+          SNS_TOPIC_ARN: { Ref: TOPIC },
+          SYNC_VPC_IDS: 'vpc-0123456789abcdef0',
+          SYNC_DESTINATIONS: '10.0.0.0/8,pl-0123456789abcdef0',
+          SYNC_PROPAGATE_DELETES: 'true',
+        },
+      },
+    });
+    const rule = template.findResources('AWS::Events::Rule')[RULE];
+    expect(rule.Properties.EventPattern.detail.eventName).toEqual(
+      ['CreateRoute', 'ReplaceRoute', 'CreateRouteTable', 'ReplaceRouteTableAssociation', 'DeleteRoute']);
+    const writes = allPolicyStatements(template).find(({ statement }) => statement.Sid === 'WriteRoutes')!.statement;
+    expect(writes.Action).toEqual(['ec2:CreateRoute', 'ec2:DeleteRoute', 'ec2:ReplaceRoute']); // CDK sorts them
+    expect(writes.Condition).toBeDefined();
+  });
+
+  test('without deletes there is no DeleteRoute anywhere, and deletes need destinations', () => {
+    const { template } = synthStack({ destinations: '10.0.0.0/8' });
+    expect(JSON.stringify(template.toJSON())).not.toContain('DeleteRoute');
+    expect(() => synthStack({ propagateDeletes: 'true' })).toThrow(/propagateDeletes needs destinations/);
+    expect(() => synthStack({ destinations: '10.0.0.0/33x' })).toThrow(/destinations/);
+  });
+
+  test('regions: one stack per region, the trail only in the first; none: the single SyncRoutes stack', () => {
+    expect(addStacks(newApp()).map((s) => s.stackName)).toEqual(['SyncRoutes']);
+    const stacks = addStacks(newApp({ regions: 'us-east-1, eu-west-1', createTrail: 'true' }));
+    expect(stacks.map((s) => [s.stackName, s.region])).toEqual([
+      ['SyncRoutes-us-east-1', 'us-east-1'],
+      ['SyncRoutes-eu-west-1', 'eu-west-1'],
+    ]);
+    Template.fromStack(stacks[0]).resourceCountIs('AWS::CloudTrail::Trail', 1);
+    Template.fromStack(stacks[1]).resourceCountIs('AWS::CloudTrail::Trail', 0);
+    Template.fromStack(stacks[1]).resourceCountIs('AWS::Lambda::Function', 1);
+    expect(() => addStacks(newApp({ regions: 'mars' }))).toThrow(/not an AWS region/);
   });
 
   test('architecture and syncTargetKinds', () => {

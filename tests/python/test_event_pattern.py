@@ -28,6 +28,8 @@ from moto import mock_aws
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "cdk" / "cdk.out" / "SyncRoutes.template.json"
+# The same app with deletes on (tests/run.sh synthesizes it with -c propagateDeletes=true).
+TEMPLATE_DELETES = REPO / "cdk" / "cdk.out.deletes" / "SyncRoutes.template.json"
 EVENTS = REPO / "events"
 
 REGION = "us-east-1"
@@ -38,14 +40,14 @@ ROLE_NAME = "SyncRoutes-SyncRoutesRoleCAC96975-Q1W2E3R4T5Y6"
 FUNCTION_NAME = "SyncRoutes-SyncRoutesFunctionA0F0BDFA-Z9X8C7V6B5N4"
 
 
-def load_template() -> dict[str, Any]:
-    if not TEMPLATE.is_file():
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    if not path.is_file():
         pytest.fail(
-            f"{TEMPLATE} is missing: synthesize the CDK app first with "
-            "`cd cdk && npm ci && npm run synth` (needs no AWS credentials and builds no Rust)",
+            f"{path} is missing: synthesize the CDK app first as tests/run.sh does "
+            "(`cd cdk && npm ci && npm run synth`; needs no AWS credentials and builds no Rust)",
             pytrace=False,
         )
-    return json.loads(TEMPLATE.read_text())
+    return json.loads(path.read_text())
 
 
 def resolve(node: Any, resources: dict[str, Any]) -> Any:
@@ -75,20 +77,34 @@ def resolve(node: Any, resources: dict[str, Any]) -> Any:
     return {key: resolve(value, resources) for key, value in node.items()}
 
 
-@pytest.fixture(scope="module")
-def pattern() -> dict[str, Any]:
-    template = load_template()
+def cloudtrail_pattern(template: dict[str, Any]) -> dict[str, Any]:
     resources = template["Resources"]
     rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
-    assert len(rules) == 1, f"expected one EventBridge rule, found {len(rules)}"
-    resolved = resolve(rules[0]["Properties"]["EventPattern"], resources)
+    # The CloudTrail rule has a pattern; the sweep's rule has a schedule instead.
+    patterned = [r for r in rules if "EventPattern" in r["Properties"]]
+    assert len(patterned) == 1, f"expected one rule with an event pattern, found {len(patterned)}"
+    resolved = resolve(patterned[0]["Properties"]["EventPattern"], resources)
     # The substitution must reach the pattern, or the "own role" case below proves nothing.
     assert f"assumed-role/{ROLE_NAME}/" in json.dumps(resolved), resolved
     return resolved
 
 
+@pytest.fixture(scope="module")
+def pattern() -> dict[str, Any]:
+    return cloudtrail_pattern(load_template())
+
+
 @pytest.fixture()
 def bus(pattern: dict[str, Any]):
+    yield from event_bus(pattern)
+
+
+@pytest.fixture()
+def bus_with_deletes():
+    yield from event_bus(cloudtrail_pattern(load_template(TEMPLATE_DELETES)))
+
+
+def event_bus(pattern: dict[str, Any]):
     """put_events function returning whether the rule delivered the event to its SQS target."""
     with mock_aws():
         events = boto3.client("events", region_name=REGION)
@@ -177,6 +193,9 @@ MATCHING = {
     "CreateRoute by an assumed role": ("aws.ec2", API_CALL, cloudtrail("CreateRoute", assumed_role("NetworkAdmin", "alice"))),
     "CreateRoute by another account, no userIdentity.arn": ("aws.ec2", API_CALL, cloudtrail("CreateRoute", OTHER_ACCOUNT)),
     "ReplaceRoute by an IAM user": ("aws.ec2", API_CALL, cloudtrail("ReplaceRoute", IAM_USER)),
+    "CreateRouteTable (a new table to backfill)": ("aws.ec2", API_CALL, cloudtrail("CreateRouteTable", IAM_USER)),
+    "ReplaceRouteTableAssociation (maybe a main-table move)": (
+        "aws.ec2", API_CALL, cloudtrail("ReplaceRouteTableAssociation", assumed_role("NetworkAdmin", "alice"))),
     # The exclusion is the prefix `.../assumed-role/<name>/`: a role whose name merely begins
     # with the function role's name is someone else.
     "CreateRoute by a role whose name extends the function's": (
@@ -189,7 +208,10 @@ NOT_MATCHING = {
     "a failed CreateRoute (errorCode present)": ("aws.ec2", API_CALL, cloudtrail(
         "CreateRoute", IAM_USER, errorCode="Client.RouteAlreadyExists",
         errorMessage="The route identified by 10.1.0.0/16 already exists.")),
-    "a DeleteRoute": ("aws.ec2", API_CALL, cloudtrail("DeleteRoute", IAM_USER)),
+    "a DeleteRoute (deletes are off by default)": ("aws.ec2", API_CALL, cloudtrail("DeleteRoute", IAM_USER)),
+    "a failed CreateRouteTable": ("aws.ec2", API_CALL, cloudtrail(
+        "CreateRouteTable", IAM_USER, errorCode="Client.RouteTableLimitExceeded", errorMessage="limit")),
+    "an unrelated EC2 call": ("aws.ec2", API_CALL, cloudtrail("CreateVpc", IAM_USER)),
     # API Gateway v2 has a CreateRoute call of its own.
     "another service's CreateRoute": ("aws.apigateway", API_CALL, {
         **cloudtrail("CreateRoute", IAM_USER), "eventSource": "apigateway.amazonaws.com"}),
@@ -214,8 +236,38 @@ def test_pattern_shape(pattern: dict[str, Any]) -> None:
     assert pattern["detail-type"] == [API_CALL]
     detail = pattern["detail"]
     assert detail["eventSource"] == ["ec2.amazonaws.com"]
-    assert sorted(detail["eventName"]) == ["CreateRoute", "ReplaceRoute"]
+    assert sorted(detail["eventName"]) == ["CreateRoute", "CreateRouteTable", "ReplaceRoute",
+                                           "ReplaceRouteTableAssociation"]
     assert detail["errorCode"] == [{"exists": False}]
+
+
+DELETE_CASES = {
+    "DeleteRoute by an IAM user": (cloudtrail("DeleteRoute", IAM_USER), True),
+    "DeleteRoute by another account": (cloudtrail("DeleteRoute", OTHER_ACCOUNT), True),
+    "the function's own DeleteRoute": (cloudtrail("DeleteRoute", assumed_role(ROLE_NAME, FUNCTION_NAME)), False),
+    "a failed DeleteRoute": (cloudtrail("DeleteRoute", IAM_USER, errorCode="Client.InvalidRoute.NotFound",
+                                        errorMessage="no route"), False),
+    "CreateRoute still matches": (cloudtrail("CreateRoute", IAM_USER), True),
+}
+
+
+@pytest.mark.parametrize("case", list(DELETE_CASES))
+def test_deletes_on(bus_with_deletes, case: str) -> None:
+    """With -c propagateDeletes=true the rule also matches successful DeleteRoute calls."""
+    detail, expected = DELETE_CASES[case]
+    assert bus_with_deletes("aws.ec2", API_CALL, detail) == expected, case
+
+
+def test_the_sweep_schedule_invokes_the_function() -> None:
+    """The scheduled rule targets the function (its event: detail-type "Scheduled Event",
+    source aws.events, which the function reads as a sweep: tests/events.rs); it has no
+    pattern, so matching is EventBridge's schedule, not this test's business."""
+    resources = load_template()["Resources"]
+    schedules = [r for r in resources.values()
+                 if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]]
+    assert [r["Properties"]["ScheduleExpression"] for r in schedules] == ["rate(15 minutes)"]
+    functions = [k for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
+    assert schedules[0]["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [functions[0], "Arn"]}
 
 
 # The repository's sample events (Lambda payloads = EventBridge events), when present.
@@ -224,14 +276,17 @@ SAMPLES = {
     "cloudtrail-replace-route.json": True,
     "cloudtrail-custom-table.json": True,  # the rule cannot tell tables apart; the function skips it
     "cloudtrail-failed-call.json": False,
+    "cloudtrail-create-route-prefix-list.json": True,
+    "cloudtrail-create-route-table.json": True,
+    "cloudtrail-replace-route-table-association.json": True,
+    "cloudtrail-delete-route.json": False,  # deletes are off by default
 }
 
 
 @pytest.mark.parametrize("name", list(SAMPLES))
 def test_sample_events(bus, name: str) -> None:
     path = EVENTS / name
-    if not path.is_file():
-        pytest.skip(f"{path} not in this checkout")
+    assert path.is_file(), f"{path} is missing"
     event = json.loads(path.read_text())
     matched = bus(event.get("source", "aws.ec2"), event.get("detail-type", API_CALL), event.get("detail", event))
     assert matched == SAMPLES[name], f"{name}: expected match={SAMPLES[name]}"

@@ -280,8 +280,26 @@ def test_iam_policy_allows_exactly_what_the_function_calls(function, control, mo
     assert fn.invoke(h.cloudtrail_event(ids["main"], cidr, ids["enis"][1], name="ReplaceRoute")).ok
     for call in control.calls()["calls"]:
         OBSERVED.add((call["service"], call["action"]))
+    # The hand-off: a write bucket too slow for the deadline leaves writes deferred, and the
+    # function invokes itself to continue (moto has no such function, so the hand-off fails
+    # and the invocation with it: the call was made, which is what this test needs).
+    control.reset()
+    control.config(buckets={"mutate": {"capacity": 1, "refill_per_sec": 0.01}})
+    [(cidr2, _)] = h.write_main_routes(moto_url, ids, ["10.101.0.0/16"], enis=[ids["enis"][0]])
+    r = fn.invoke(h.cloudtrail_event(ids["main"], cidr2, eni0), deadline_s=3)
+    assert not r.ok and "hand-off failed" in json.dumps(r.body), r.body
+    invokes = [c for c in control.calls()["calls"] if c["action"] == "Invoke"]
+    assert [(c["service"], c["params"]["FunctionName"], c["params"]["InvocationType"]) for c in invokes] == \
+        [("lambda", h.FUNCTION_NAME, "Event")], invokes
+    assert json.loads(invokes[0]["params"]["Payload"]) == {
+        "route-table-id": ids["main"], "vpc-id": ids["vpc"], "destination-cidr-block": cidr2,
+        "dry-run": False, "hand-off": 1}
+    for call in control.calls()["calls"]:
+        OBSERVED.add((call["service"], call["action"]))
 
-    observed = {f"{svc}:{action}" for svc, action in OBSERVED}
+    # An API operation and the IAM action that allows it share a name, but for Lambda's Invoke.
+    iam_action = {"lambda:Invoke": "lambda:InvokeFunction"}
+    observed = {iam_action.get(f"{svc}:{action}", f"{svc}:{action}") for svc, action in OBSERVED}
     allow = [s for s in statements if s.get("Effect") == "Allow"]
     allowed = {a for s in allow for a in _actions(s)}
 
