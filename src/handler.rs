@@ -3,8 +3,10 @@
 
 use tokio::time::Instant;
 
+use crate::adapters::emf;
 use crate::adapters::trigger::{self, Trigger};
 use crate::domain::report::{Outcome, Report};
+use crate::domain::request::RequestSource;
 use crate::domain::sync::{Notifier, RouteTables, Syncer};
 
 /// Handles one payload. `region` is the function's own (events from elsewhere are
@@ -15,6 +17,7 @@ pub async fn handle<E: RouteTables, N: Notifier>(
     payload: &str,
     deadline: Instant,
 ) -> Report {
+    let mut event_time = None;
     let report = match trigger::parse(payload, region) {
         Err(error) => {
             tracing::warn!(decision = "rejected", error = %error);
@@ -31,10 +34,26 @@ pub async fn handle<E: RouteTables, N: Notifier>(
                 subject = ?request.subject,
                 dry_run = request.dry_run,
             );
+            if let RequestSource::CloudTrail { event_time: t, .. } = &request.source {
+                event_time = *t;
+            }
             syncer.run(&request, deadline).await
         }
     };
     let json = serde_json::to_string(&report).unwrap_or_default();
     tracing::info!(outcome = report.outcome.name(), summary = %report.message, report = %json, "done");
+    emit_metrics(&report, event_time);
     report
+}
+
+/// One embedded-metric-format line per request, on stderr with the logs (stdout is the
+/// report's, for `invoke`), in one write so it never interleaves with a log line.
+fn emit_metrics(report: &Report, event_time: Option<std::time::SystemTime>) {
+    let function =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-routes".into());
+    let line = emf::metrics_line(report, event_time, std::time::SystemTime::now(), &function);
+    let mut text = line.to_string();
+    text.push('\n');
+    // A lost metric line is not worth failing a sync over.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
 }

@@ -6,6 +6,7 @@
 
 pub mod adapters {
     pub mod ec2;
+    pub mod emf;
     pub mod lambda;
     pub mod memory;
     pub mod pacer;

@@ -136,3 +136,104 @@ async fn invoke_runs_a_sample_event_and_prints_the_report() {
         .count();
     assert_eq!(decisions, 4, "{logs}");
 }
+
+/// The metric line (CloudWatch embedded metric format) of each request, from the binary's
+/// own stderr.
+fn metric_lines(out: &Output) -> Vec<Value> {
+    stderr(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l.get("_aws").is_some())
+        .collect()
+}
+
+fn write_event(name: &str, event: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("sync-routes-{name}-{}.json", std::process::id()));
+    std::fs::write(&path, event).unwrap();
+    path
+}
+
+/// EventLag runs from CloudTrail's eventTime to the end of the sync: an event recorded five
+/// minutes ago lags about 300 000 ms. Routes written, failed tables and throttled calls are
+/// counted; a manual request has no lag at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_request_writes_one_metric_line_with_its_lag_and_counts() {
+    let ec2 = moto_ec2().await;
+    let vpc = Vpc::build(&ec2).await;
+    let proxy = Proxy::start();
+    let env = [
+        ("AWS_ENDPOINT_URL", proxy.url.as_str()),
+        ("AWS_LAMBDA_FUNCTION_NAME", "SyncRoutes-test"),
+    ];
+    common::put_route(&ec2, &vpc.main, "10.8.0.0/16", &vpc.enis[0]).await;
+    // Two tokens, then one every 2 s: two writes go at once, the other two are throttled
+    // first; and the fourth table's write fails for good.
+    proxy.configure(serde_json::json!({
+        "buckets": {"mutate": {"capacity": 2, "refill_per_sec": 2}},
+        "inject": [{"action": "CreateRoute", "status": 400, "code": "InvalidParameterValue",
+                    "message": "injected", "times": -1, "match": {"RouteTableId": vpc.customs[3]}}],
+    }));
+    let mut event: Value = serde_json::from_str(&common::cloudtrail_event(
+        "CreateRoute",
+        &vpc.main,
+        "10.8.0.0/16",
+        &vpc.enis[0],
+    ))
+    .unwrap();
+    let five_minutes_ago = chrono::Utc::now() - chrono::Duration::minutes(5);
+    event["detail"]["eventTime"] = five_minutes_ago
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .into();
+    let path = write_event("lag", &event.to_string());
+    let out = sync_routes(&["invoke", path.to_str().unwrap()], &env);
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(out.status.code(), Some(1), "a failed table fails the run");
+
+    let lines = metric_lines(&out);
+    assert_eq!(lines.len(), 1, "{}", stderr(&out));
+    let m = &lines[0];
+    let lag = m["EventLag"].as_u64().unwrap();
+    assert!((299_000..=330_000).contains(&lag), "EventLag {lag}");
+    assert_eq!(m["RoutesWritten"], 3);
+    assert_eq!(m["TablesFailed"], 1);
+    let throttled = m["Throttled"].as_u64().unwrap();
+    assert!(throttled >= 1, "{m:#}");
+    assert_eq!(
+        throttled,
+        proxy.calls()["throttled_counts"]["CreateRoute"]
+            .as_u64()
+            .unwrap(),
+        "every throttled answer counted"
+    );
+    assert_eq!(m["FunctionName"], "SyncRoutes-test");
+    let directive = &m["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(directive["Namespace"], "SyncRoutes");
+    assert_eq!(
+        directive["Dimensions"],
+        serde_json::json!([["FunctionName"]])
+    );
+    assert_eq!(
+        common::custom_targets(&ec2, &vpc, "10.8.0.0/16").await,
+        [
+            Some(vpc.enis[0].clone()),
+            Some(vpc.enis[0].clone()),
+            Some(vpc.enis[0].clone()),
+            None
+        ]
+    );
+
+    // A manual request: the same metrics, no lag.
+    proxy.configure(serde_json::json!({}));
+    let manual = serde_json::json!({"reconcile": true, "vpc-id": vpc.id}).to_string();
+    let path = write_event("manual", &manual);
+    let out = sync_routes(&["invoke", path.to_str().unwrap()], &env);
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines = metric_lines(&out);
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].get("EventLag").is_none(), "{:#}", lines[0]);
+    assert_eq!(
+        lines[0]["RoutesWritten"], 1,
+        "the fourth table, now that it works"
+    );
+}
