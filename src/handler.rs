@@ -48,7 +48,11 @@ pub async fn handle<E: RouteTables, N: Notifier>(
 
 /// One embedded-metric-format line per request, on stderr with the logs (stdout is the
 /// report's, for `invoke`), in one write so it never interleaves with a log line.
+/// Metrics are part of the log: `RUST_LOG=off` (or a level above info) turns them off too.
 fn emit_metrics(report: &Report, event_time: Option<std::time::SystemTime>) {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return;
+    }
     let function =
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "sync-routes".into());
     let line = emf::metrics_line(report, event_time, std::time::SystemTime::now(), &function);

@@ -24,3 +24,4 @@ pub mod domain {
 pub mod config;
 pub mod handler;
 pub mod runtime;
+pub mod summary;

@@ -10,17 +10,22 @@ use std::time::Duration;
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
 use sync_routes::config::Config;
-use sync_routes::{handler, runtime};
+use sync_routes::{handler, runtime, summary};
 
 const USAGE: &str = "\
 usage:
   sync-routes                 serve the Lambda Runtime API (AWS_LAMBDA_RUNTIME_API must be set)
-  sync-routes invoke FILE     run the handler once on FILE (an event JSON, - for stdin) with
-                              your AWS credentials and print the report; exit 1 if it failed
+  sync-routes invoke [--json] FILE
+                              run the handler once on FILE (an event JSON, - for stdin) with
+                              your AWS credentials; print a summary on a terminal, the JSON
+                              report otherwise or with --json; exit 1 if it failed
 
 environment:
   SNS_TOPIC_ARN               topic for change notices (unset: no notices)
   SYNC_TARGET_KINDS           next-hop kinds to copy (default network-interface)
+  SYNC_VPC_IDS                VPCs to act on (default every VPC)
+  SYNC_DESTINATIONS           CIDRs and pl- ids in scope (default every destination)
+  SYNC_PROPAGATE_DELETES      true: copy deletions (needs SYNC_DESTINATIONS)
   SYNC_MAX_CONCURRENT_WRITES  route writes in flight per request (default 16)
   AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL ...  the AWS SDK's own settings";
 
@@ -46,7 +51,8 @@ async fn main() -> ExitCode {
     };
     match args.as_slice() {
         [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => serve(&config).await,
-        ["invoke", file] => invoke(&config, file).await,
+        ["invoke", file] => invoke(&config, file, false).await,
+        ["invoke", "--json", file] => invoke(&config, file, true).await,
         _ => {
             eprintln!("{USAGE}");
             ExitCode::from(2)
@@ -79,7 +85,7 @@ async fn serve(config: &Config) -> ExitCode {
     }
 }
 
-async fn invoke(config: &Config, file: &str) -> ExitCode {
+async fn invoke(config: &Config, file: &str, json: bool) -> ExitCode {
     let payload = if file == "-" {
         std::io::read_to_string(std::io::stdin())
     } else {
@@ -95,9 +101,13 @@ async fn invoke(config: &Config, file: &str) -> ExitCode {
     let (syncer, region) = runtime::build(config).await;
     let deadline = tokio::time::Instant::now() + INVOKE_BUDGET;
     let report = handler::handle(&syncer, region.as_deref(), &payload, deadline).await;
-    match serde_json::to_string_pretty(&report) {
-        Ok(json) => println!("{json}"),
-        Err(error) => eprintln!("sync-routes: cannot print the report: {error}"),
+    if json || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        match serde_json::to_string_pretty(&report) {
+            Ok(json) => println!("{json}"),
+            Err(error) => eprintln!("sync-routes: cannot print the report: {error}"),
+        }
+    } else {
+        print!("{}", summary::human_summary(&report));
     }
     if report.is_failure() {
         ExitCode::FAILURE

@@ -34,7 +34,7 @@ fn help_lists_the_commands_and_settings() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     for words in [
-        "invoke FILE",
+        "invoke [--json] FILE",
         "SNS_TOPIC_ARN",
         "SYNC_TARGET_KINDS",
         "AWS_ENDPOINT_URL",
@@ -235,5 +235,69 @@ async fn each_request_writes_one_metric_line_with_its_lag_and_counts() {
     assert_eq!(
         lines[0]["RoutesWritten"], 1,
         "the fourth table, now that it works"
+    );
+}
+
+/// `invoke` on a terminal prints a summary for people; through a pipe, or with `--json`,
+/// the JSON report. `script` (util-linux) gives the binary a pseudo-terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoke_prints_a_summary_on_a_terminal_and_json_otherwise() {
+    let ec2 = moto_ec2().await;
+    let vpc = Vpc::build(&ec2).await;
+    let proxy = Proxy::start();
+    common::put_route(&ec2, &vpc.main, "10.9.0.0/16", &vpc.enis[0]).await;
+    let event = common::cloudtrail_event("CreateRoute", &vpc.main, "10.9.0.0/16", &vpc.enis[0]);
+    let path = write_event("tty", &event);
+    let file = path.to_str().unwrap();
+
+    let command = format!("{} invoke {file}", env!("CARGO_BIN_EXE_sync-routes"));
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("AWS_ENDPOINT_URL", &proxy.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("RUST_LOG", "off")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_LAMBDA_RUNTIME_API")
+        .output()
+        .expect("`script` (util-linux) runs the binary on a pseudo-terminal");
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{screen}");
+    assert!(
+        screen.contains(&format!(
+            "synced: 10.9.0.0/16 -> {}: 4 of 4 custom tables updated\n",
+            vpc.enis[0]
+        )),
+        "{screen}"
+    );
+    for table in &vpc.customs {
+        assert!(
+            screen.contains(&format!(
+                "  created       {table}  (none) -> {}\n",
+                vpc.enis[0]
+            )),
+            "{screen}"
+        );
+    }
+    assert!(
+        !screen.contains("\"outcome\""),
+        "no JSON on a terminal: {screen}"
+    );
+
+    // The same request again, through a pipe and with --json: the JSON report, unchanged.
+    let endpoint = [("AWS_ENDPOINT_URL", proxy.url.as_str())];
+    for args in [vec!["invoke", file], vec!["invoke", "--json", file]] {
+        let out = sync_routes(&args, &endpoint);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+        assert_eq!(report["outcome"], "unchanged");
+    }
+    let _ = std::fs::remove_file(&path);
+    let out = sync_routes(&["invoke", "--yaml", file], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown flag is a usage error"
     );
 }
