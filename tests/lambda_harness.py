@@ -463,6 +463,183 @@ def run_concurrently(fns: list[FunctionProcess], events: list, deadline_s: float
 
 
 # --------------------------------------------------------------------------------------------
+# Lambda's asynchronous invocation, emulated: a queue, reserved concurrency, the deadline,
+# retries, the failure destination, and the Invoke API the function hands work on with.
+# --------------------------------------------------------------------------------------------
+
+@dataclass
+class AsyncRecord:
+    """One attempt at one queued event."""
+    event_id: int
+    attempt: int  # 0 first, then Lambda's retries
+    payload: bytes
+    t_start: float
+    t_end: float | None = None
+    outcome: str | None = None  # the report's outcome, "error" (/error) or "timeout"
+    report: dict | None = None
+    handed_on: bool = False  # the event came from the function's own hand-off
+
+
+class LambdaService:
+    """Lambda's asynchronous invocation of one function, for the real binary.
+
+    - `submit(event)` queues an event as EventBridge's async invoke does.
+    - At most `concurrency` function processes (the reserved concurrency) run, each one
+      event at a time, started on first use and kept warm. Events beyond that wait in the
+      queue. (Lambda throttles them and retries with a back-off; a queue is the same with no
+      back-off, which favours neither design.)
+    - Each invocation gets `timeout_s` (the Runtime API's deadline). No answer by then: a
+      timeout, and the process is killed and replaced, as Lambda does.
+    - A failed invocation (/error or timeout) is retried `retries` times after
+      `retry_delays_s`, then kept in `failure_queue`.
+    - The Invoke API (`POST /2015-03-31/functions/{name}/invocations`, InvocationType
+      Event) queues the body as a new event and answers 202: the function's hand-off. Its
+      address is passed as AWS_ENDPOINT_URL_LAMBDA.
+    """
+
+    def __init__(self, endpoint: str, binary: Path | str | None = None, env: dict | None = None,
+                 concurrency: int = 2, timeout_s: float = 60.0, retries: int = 2,
+                 retry_delays_s: tuple[float, ...] = (60.0, 120.0), log_dir: Path | None = None,
+                 name: str = FUNCTION_NAME):
+        self.endpoint, self.binary, self.name = endpoint, binary, name
+        self.concurrency, self.timeout_s, self.retries = concurrency, timeout_s, retries
+        self.retry_delays_s = retry_delays_s
+        self.log_dir = log_dir
+        self.queue: queue.Queue = queue.Queue()
+        self.records: list[AsyncRecord] = []
+        self.failure_queue: list[bytes] = []
+        self.hand_offs: list[dict] = []
+        self.lock = threading.Lock()
+        self.busy = 0
+        self.pending = 0  # queued or running or waiting to retry
+        self.idle = threading.Condition(self.lock)
+        self.next_id = 0
+        self.stopping = threading.Event()
+        self.invoke_api = self._start_invoke_api()
+        self.env = {**(env or {}), "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{self.invoke_api.server_address[1]}"}
+        self.processes: list[FunctionProcess | None] = [None] * concurrency
+        self.workers = [threading.Thread(target=self._slot, args=(k,), daemon=True) for k in range(concurrency)]
+        for w in self.workers:
+            w.start()
+
+    def _start_invoke_api(self):
+        service = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = _read_body(self)
+                m = re.fullmatch(r"/2015-03-31/functions/([^/]+)/invocations", self.path.split("?", 1)[0])
+                name = urllib.parse.unquote(m.group(1)) if m else None
+                if not m or name.rsplit(":", 1)[-1] not in (service.name, FUNCTION_ARN.rsplit(":", 1)[-1]):
+                    reply = json.dumps({"Type": "User", "message": f"Function not found: {name}"}).encode()
+                    self.send_response(404)
+                    self.send_header("x-amzn-ErrorType", "ResourceNotFoundException")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                    return
+                with service.lock:
+                    service.hand_offs.append({"t": time.perf_counter(), "payload": json.loads(body or b"null"),
+                                              "type": self.headers.get("X-Amz-Invocation-Type")})
+                service._enqueue(body, handed_on=True)
+                self.send_response(202)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        server = _Server(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+        return server
+
+    def _enqueue(self, payload: bytes, attempt: int = 0, event_id: int | None = None, handed_on: bool = False,
+                 new: bool = True):
+        with self.lock:
+            if event_id is None:
+                event_id = self.next_id
+                self.next_id += 1
+            if new:
+                self.pending += 1
+        self.queue.put((event_id, attempt, payload, handed_on))
+
+    def submit(self, event) -> None:
+        payload = event if isinstance(event, bytes) else json.dumps(event).encode()
+        self._enqueue(payload)
+
+    def _process(self, slot: int) -> FunctionProcess:
+        fn = self.processes[slot]
+        if fn is None or not fn.alive():
+            log = self.log_dir / f"slot{slot}-{time.time_ns()}.log" if self.log_dir else None
+            fn = FunctionProcess(self.endpoint, env=self.env, binary=self.binary, log_path=log, name=self.name)
+            fn.wait_ready()
+            self.processes[slot] = fn
+        return fn
+
+    def _slot(self, slot: int):
+        while not self.stopping.is_set():
+            try:
+                event_id, attempt, payload, handed_on = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            record = AsyncRecord(event_id, attempt, payload, time.perf_counter(), handed_on=handed_on)
+            with self.lock:
+                self.records.append(record)
+                self.busy += 1
+            fn = self._process(slot)
+            inv = fn.submit(payload, deadline_s=self.timeout_s)
+            answered = inv.done.wait(self.timeout_s + 1.0)
+            record.t_end = time.perf_counter()
+            if not answered:
+                record.outcome = "timeout"
+                fn.stop()  # Lambda ends the environment; the next event gets a new one
+            elif not inv.ok:
+                record.outcome = "error"
+            else:
+                body = inv.json()
+                record.report = body if isinstance(body, dict) else None
+                record.outcome = (record.report or {}).get("outcome", "?")
+            failed = record.outcome in ("timeout", "error")
+            if failed and attempt < self.retries:
+                delay = self.retry_delays_s[min(attempt, len(self.retry_delays_s) - 1)]
+                threading.Timer(delay, self._enqueue, args=(payload, attempt + 1, event_id),
+                                kwargs={"handed_on": handed_on, "new": False}).start()
+            with self.lock:
+                if failed and attempt >= self.retries:
+                    self.failure_queue.append(payload)
+                self.busy -= 1
+                if not (failed and attempt < self.retries):
+                    self.pending -= 1
+                self.idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Until every event (hand-offs and retries included) has ended, or `timeout`."""
+        end = time.monotonic() + timeout
+        with self.lock:
+            while self.pending > 0:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.idle.wait(min(left, 0.5))
+        return True
+
+    def failed_invocations(self) -> list[AsyncRecord]:
+        return [r for r in self.records if r.outcome in ("timeout", "error")]
+
+    def close(self):
+        self.stopping.set()
+        for w in self.workers:
+            w.join(timeout=2)
+        for fn in self.processes:
+            if fn is not None:
+                fn.stop()
+        self.invoke_api.shutdown()
+        self.invoke_api.server_close()
+
+
+# --------------------------------------------------------------------------------------------
 # moto, the fault proxy, and a timing forwarder.
 # --------------------------------------------------------------------------------------------
 
