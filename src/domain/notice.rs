@@ -40,6 +40,7 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
         }
         (Some(route), false) => format!("sync-routes: {route} synced to {changed} tables in {vpc}"),
         (None, true) => format!("sync-routes FAILED in {vpc}: {failed} route changes failed"),
+        (None, false) if changed == 1 => format!("sync-routes: 1 route change in {vpc}"),
         (None, false) => format!("sync-routes: {changed} route changes in {vpc}"),
     };
 

@@ -291,7 +291,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             self.hand_on(request, &mut report).await;
         }
         report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
-        summarise(&mut report, &plans, named.as_ref());
+        summarise(&mut report, &plans, &loaded.scope);
 
         if let Some(notice) = notice::notice_for(&report, request) {
             report.notice = match &self.notifier {
@@ -1012,7 +1012,15 @@ fn ignored(mut report: Report, code: &'static str, message: String) -> Report {
 }
 
 /// Sets the outcome and the one-line message from the counts.
-fn summarise(report: &mut Report, plans: &[VpcPlan], named: Option<&Destination>) {
+fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope) {
+    let named = match &scope.destinations {
+        Destinations::One(destination) => Some(destination),
+        Destinations::All => None,
+    };
+    let backfill = match &scope.tables {
+        plan::Tables::One(table) => Some(table),
+        plan::Tables::AllCustom => None,
+    };
     let c = report.counts;
     let total = c.created
         + c.replaced
@@ -1041,6 +1049,14 @@ fn summarise(report: &mut Report, plans: &[VpcPlan], named: Option<&Destination>
                 .count() as u32;
             (what, "custom tables", own)
         }
+        ([_], None) if backfill.is_some() => (
+            format!(
+                "backfill of {}",
+                backfill.map(String::as_str).unwrap_or_default()
+            ),
+            "routes",
+            total,
+        ),
         ([plan], None) => (
             format!("reconcile of {}", plan.vpc_id),
             "routes in custom tables",
