@@ -3,6 +3,9 @@
 
 use tokio::time::Instant;
 
+use aws_lambda_events::apigw::ApiGatewayProxyResponse;
+use aws_lambda_events::encodings::Body;
+
 use crate::adapters::emf;
 use crate::adapters::trigger::{self, Trigger};
 use crate::domain::report::{Outcome, Report};
@@ -60,4 +63,31 @@ fn emit_metrics(report: &Report, event_time: Option<std::time::SystemTime>) {
     text.push('\n');
     // A lost metric line is not worth failing a sync over.
     let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
+}
+
+/// The HTTP answer to an API Gateway proxy event: the report as the body, with a status a
+/// client of the original tool can act on. Never a Lambda error: API Gateway would turn it
+/// into an opaque 502 of its own.
+pub fn http_response(report: &Report) -> ApiGatewayProxyResponse {
+    let status = match report.outcome {
+        Outcome::Synced | Outcome::Unchanged | Outcome::DryRun => 200,
+        // The writes go on in a new invocation: accepted, not done.
+        Outcome::Progressing => 202,
+        // A VPC outside SYNC_VPC_IDS is as final an answer as a refusal.
+        Outcome::Refused | Outcome::Ignored => 422,
+        Outcome::Rejected => 400,
+        Outcome::Failed => 502,
+    };
+    let mut headers = aws_lambda_events::http::HeaderMap::new();
+    headers.insert(
+        aws_lambda_events::http::header::CONTENT_TYPE,
+        aws_lambda_events::http::HeaderValue::from_static("application/json"),
+    );
+    let mut response = ApiGatewayProxyResponse::default();
+    response.status_code = status;
+    response.headers = headers;
+    response.body = Some(Body::Text(
+        serde_json::to_string(report).unwrap_or_default(),
+    ));
+    response
 }

@@ -25,3 +25,4 @@ pub mod config;
 pub mod handler;
 pub mod runtime;
 pub mod summary;
+pub mod watch;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
 use serde_json::value::RawValue;
+use sync_routes::adapters::trigger;
 use sync_routes::config::Config;
 use sync_routes::{handler, runtime, summary};
 
@@ -19,6 +20,9 @@ usage:
                               run the handler once on FILE (an event JSON, - for stdin) with
                               your AWS credentials; print a summary on a terminal, the JSON
                               report otherwise or with --json; exit 1 if it failed
+  sync-routes watch --vpc VPC [--vpc VPC ...] --interval SECONDS [--dry-run]
+                              every interval, read the named VPCs' tables (one call) and sync
+                              whatever differs; SIGINT or SIGTERM ends it (exit 0)
 
 environment:
   SNS_TOPIC_ARN               topic for change notices (unset: no notices)
@@ -51,6 +55,7 @@ async fn main() -> ExitCode {
     };
     match args.as_slice() {
         [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => serve(&config).await,
+        ["watch", ..] => watch(config, &args[1..]).await,
         ["invoke", file] => invoke(&config, file, false).await,
         ["invoke", "--json", file] => invoke(&config, file, true).await,
         _ => {
@@ -65,7 +70,15 @@ async fn serve(config: &Config) -> ExitCode {
     let (syncer, region) = (&syncer, region.as_deref());
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);
-        let report = handler::handle(syncer, region, event.payload.get(), deadline).await;
+        let payload = event.payload.get();
+        let report = handler::handle(syncer, region, payload, deadline).await;
+        if trigger::is_http(payload) {
+            // The original tool's HTTP API: the caller gets a status and the report.
+            return serde_json::to_value(handler::http_response(&report)).map_err(|e| Diagnostic {
+                error_type: "Serialize".to_owned(),
+                error_message: e.to_string(),
+            });
+        }
         if report.is_failure() {
             // A failed invocation lets Lambda retry and, after that, keep the event in
             // the failure destination. The report rides along in the error message.
@@ -74,12 +87,38 @@ async fn serve(config: &Config) -> ExitCode {
                 error_message: serde_json::to_string(&report).unwrap_or(report.message),
             });
         }
-        Ok(report)
+        serde_json::to_value(&report).map_err(|e| Diagnostic {
+            error_type: "Serialize".to_owned(),
+            error_message: e.to_string(),
+        })
     });
     match lambda_runtime::run(handler).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = %error, "the Lambda runtime stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn watch(mut config: Config, args: &[&str]) -> ExitCode {
+    let args = match sync_routes::watch::parse_args(args) {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!(
+                "sync-routes watch: {error}\nusage: {}",
+                sync_routes::watch::USAGE
+            );
+            return ExitCode::from(2);
+        }
+    };
+    // The named VPCs are the scope: each pass reads exactly those, in one call.
+    config.policy.vpc_ids = Some(args.vpcs.iter().cloned().collect());
+    let (syncer, _) = runtime::build(&config).await;
+    match sync_routes::watch::watch(&syncer, &args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sync-routes watch: {error}");
             ExitCode::FAILURE
         }
     }

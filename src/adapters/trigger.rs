@@ -6,7 +6,9 @@
 //!   or of the scheduled sweep (`Scheduled Event` from `aws.events`);
 //! - a manual reconcile: `{"reconcile": true, "vpc-id": "vpc-...", "dry-run": false}`;
 //! - a manual request in the original tool's body format, plus its path parameters:
-//!   `{"vpc-id", "route-table-id", "destination-cidr-block", "dry-run"}`.
+//!   `{"vpc-id", "route-table-id", "destination-cidr-block", "dry-run"}`;
+//! - the original tool's HTTP API through API Gateway (a REST proxy event): `PATCH
+//!   /vpcs/{vpc-id}/route-tables/{route-table-id}` with the same body.
 //!
 //! Parsing is tolerant (CloudTrail leaves many fields out or `null`) but validation is
 //! strict: ids and CIDRs are checked here so that nothing malformed reaches EC2.
@@ -18,6 +20,7 @@
 
 use std::time::SystemTime;
 
+use aws_lambda_events::event::apigw::ApiGatewayProxyRequest;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -90,7 +93,11 @@ pub fn parse(payload: &str, region: Option<&str>) -> Result<Trigger, InputError>
     let Some(object) = value.as_object() else {
         return Err(InputError::UnknownShape);
     };
-    if object.contains_key("detail-type") {
+    if is_api_gateway(object) {
+        let event: ApiGatewayProxyRequest =
+            serde_json::from_value(value).map_err(|e| InputError::BadEvent(e.to_string()))?;
+        from_api_gateway(event).map(Trigger::Sync)
+    } else if object.contains_key("detail-type") {
         let event: EventBridgeEvent<Value> =
             serde_json::from_value(value).map_err(|e| InputError::BadEvent(e.to_string()))?;
         from_eventbridge(event, region)
@@ -106,6 +113,54 @@ pub fn parse(payload: &str, region: Option<&str>) -> Result<Trigger, InputError>
     } else {
         Err(InputError::UnknownShape)
     }
+}
+
+fn is_api_gateway(object: &serde_json::Map<String, Value>) -> bool {
+    object.contains_key("httpMethod") && object.contains_key("requestContext")
+}
+
+/// Whether a payload is an API Gateway proxy event, whose caller expects an HTTP response.
+pub fn is_http(payload: &str) -> bool {
+    serde_json::from_str::<Value>(payload)
+        .ok()
+        .and_then(|v| v.as_object().map(is_api_gateway))
+        .unwrap_or(false)
+}
+
+/// The body of the original tool's PATCH: the ids come from the path.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct HttpBody {
+    destination_cidr_block: Option<String>,
+    #[serde(default)]
+    dry_run: Option<bool>,
+}
+
+fn from_api_gateway(event: ApiGatewayProxyRequest) -> Result<SyncRequest, InputError> {
+    if event.http_method != aws_lambda_events::http::Method::PATCH {
+        return Err(InputError::Unsupported(format!(
+            "{} is not supported; the API takes PATCH /vpcs/{{vpc-id}}/route-tables/{{route-table-id}}",
+            event.http_method
+        )));
+    }
+    if event.is_base64_encoded {
+        return Err(InputError::BadManualRequest(
+            "the body must be JSON text, not base64".into(),
+        ));
+    }
+    let body: HttpBody = serde_json::from_str(event.body.as_deref().unwrap_or(""))
+        .map_err(|e| InputError::BadManualRequest(format!("the body is not valid: {e}")))?;
+    let path = |name: &str| event.path_parameters.get(name).cloned();
+    let mut request = from_manual(ManualRequest {
+        vpc_id: Some(valid_id("vpc-id", path("vpc-id"), "vpc-")?),
+        route_table_id: path("route-table-id"),
+        destination_cidr_block: body.destination_cidr_block,
+        destination_prefix_list_id: None,
+        dry_run: body.dry_run,
+        hand_off: None,
+    })?;
+    request.source = RequestSource::Http;
+    Ok(request)
 }
 
 /// The parts of a CloudTrail record we read. Everything is optional: CloudTrail omits

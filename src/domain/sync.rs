@@ -157,6 +157,8 @@ pub struct Syncer<E, N> {
     ec2: E,
     notifier: Option<N>,
     hand_off: Option<Arc<dyn HandOff>>,
+    /// Set to stop starting writes (`watch` on SIGINT): those in flight finish.
+    stop: Arc<std::sync::atomic::AtomicBool>,
     settings: SyncSettings,
     vpc_of_table: Mutex<HashMap<String, String>>,
 }
@@ -202,9 +204,16 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             ec2,
             notifier,
             hand_off: None,
+            stop: Arc::default(),
             settings,
             vpc_of_table: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A flag that, once set, stops the engine from starting new writes; the ones in flight
+    /// finish and the rest is reported deferred.
+    pub fn stop_flag(&self) -> Arc<std::sync::atomic::AtomicBool> {
+        self.stop.clone()
     }
 
     /// Lets a reconcile that meets its deadline hand the rest on instead of failing.
@@ -737,8 +746,8 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 }
                 break settled;
             }
-            // Past the deadline no new write starts: the rest is handed on.
-            if Instant::now() >= deadline {
+            // Past the deadline (or once asked to stop) no new write starts.
+            if Instant::now() >= deadline || self.stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let before = match &action {
                     Action::Replace { before } | Action::Delete { before } => {
                         Some(before.to_string())
