@@ -23,6 +23,7 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  *   expression such as `rate(5 minutes)` (default every 15 minutes)
  * - `reservedConcurrency`: invocations at once (default 2)
  * - `lagAlarmThreshold`: seconds of p99 EventLag before the lag alarm (default 60)
+ * - `httpEndpoint`: `true` for the original tool's HTTP API (`httpBurstLimit`, `httpRateLimit`)
  * - `architecture`: `x86_64` (default) or `arm64`
  * - `lambdaAsset`: directory holding a prebuilt `bootstrap` (nothing is built then)
  */
@@ -74,6 +75,9 @@ export class SyncRoutesStack extends Stack {
       sweepSchedule: parseSweep(this.node.tryGetContext('sweep'), this.node.tryGetContext('sweepSchedule')),
       reservedConcurrency: parseNumber(this.node.tryGetContext('reservedConcurrency'), 'reservedConcurrency'),
       lagAlarmThreshold: seconds(parseNumber(this.node.tryGetContext('lagAlarmThreshold'), 'lagAlarmThreshold')),
+      httpEndpoint: parseBoolean(this.node.tryGetContext('httpEndpoint'), 'httpEndpoint'),
+      httpBurstLimit: parseNumber(this.node.tryGetContext('httpBurstLimit'), 'httpBurstLimit'),
+      httpRateLimit: parseNumber(this.node.tryGetContext('httpRateLimit'), 'httpRateLimit'),
     });
     Tags.of(this).add('project', 'sync-routes');
 
@@ -93,6 +97,17 @@ export class SyncRoutesStack extends Stack {
       value: this.syncRoutes.dashboard.dashboardName,
       description: 'CloudWatch dashboard: lag, routes written, failures, throttles, invocations, failure queues',
     });
+    const { api, apiKey } = this.syncRoutes;
+    if (api && apiKey) {
+      new CfnOutput(this, 'ApiUrl', {
+        value: `${api.url}vpcs/{vpc-id}/route-tables/{route-table-id}`,
+        description: 'The original AWS Sync Routes API: PATCH this URL with the X-API-Key header',
+      });
+      new CfnOutput(this, 'ApiKeyCommand', {
+        value: `aws apigateway get-api-key --region ${this.region} --api-key ${apiKey.keyId} --include-value --query value --output text`,
+        description: 'Prints the API key (X-API-Key)',
+      });
+    }
     new CfnOutput(this, 'InvokeCommand', {
       description: 'Run from the repository root: a dry-run manual sync with the sample event',
       value: `aws lambda invoke --region ${this.region} --function-name ${fn.functionName} ` +

@@ -12,6 +12,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
+import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import { Construct } from 'constructs';
 import { syncRoutesCode } from './lambda-code';
 
@@ -178,6 +179,30 @@ export interface SyncRoutesProps {
    * @default Duration.seconds(60)
    */
   readonly lagAlarmThreshold?: Duration;
+
+  /**
+   * Also serve the original AWS Sync Routes HTTP API: an API Gateway REST API with
+   * `PATCH /vpcs/{vpc-id}/route-tables/{route-table-id}`, body
+   * `{"destination-cidr-block": "...", "dry-run": false}`, an API key in `X-API-Key`, so that
+   * the original's clients work unchanged.
+   *
+   * @default false
+   */
+  readonly httpEndpoint?: boolean;
+
+  /**
+   * Burst of the HTTP API's usage plan (requests). The original's default.
+   *
+   * @default 10
+   */
+  readonly httpBurstLimit?: number;
+
+  /**
+   * Steady rate of the HTTP API's usage plan (requests per second). The original's default.
+   *
+   * @default 1
+   */
+  readonly httpRateLimit?: number;
 }
 
 /**
@@ -200,6 +225,10 @@ export class SyncRoutes extends Construct {
   /** The scheduled sweep, unless `sweepSchedule` is `false`. */
   public readonly sweepRule?: events.Rule;
   public readonly dashboard: cloudwatch.Dashboard;
+  /** The original tool's HTTP API, with `httpEndpoint`. */
+  public readonly api?: apigateway.RestApi;
+  /** The HTTP API's key, with `httpEndpoint`. */
+  public readonly apiKey?: apigateway.IApiKey;
 
   constructor(scope: Construct, id: string, props: SyncRoutesProps = {}) {
     super(scope, id);
@@ -347,10 +376,101 @@ export class SyncRoutes extends Construct {
     this.alarms.forEach((alarm) => alarm.addAlarmAction(alarmAction));
     this.dashboard = this.createDashboard();
 
+    // --- The original tool's HTTP API, on request ------------------------------------------
+    if (props.httpEndpoint) {
+      [this.api, this.apiKey] = this.createHttpApi(props);
+    }
+
     // --- CloudTrail, for accounts without a trail ----------------------------------------
     if (props.createTrail) {
       this.trail = this.createTrail();
     }
+  }
+
+  /**
+   * The original AWS Sync Routes API: the same resource path, method, body and API key, so its
+   * clients work unchanged. A request model rejects a body without `destination-cidr-block`
+   * or with a non-boolean `dry-run` before the function runs; a usage plan throttles it.
+   */
+  private createHttpApi(props: SyncRoutesProps): [apigateway.RestApi, apigateway.IApiKey] {
+    const accessLogs = new logs.LogGroup(this, 'ApiAccessLogs', {
+      retention: props.logRetention ?? logs.RetentionDays.THREE_MONTHS,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    const api = new apigateway.RestApi(this, 'Api', {
+      description: 'sync-routes: the original AWS Sync Routes API (PATCH /vpcs/{vpc-id}/route-tables/{route-table-id})',
+      endpointTypes: [apigateway.EndpointType.REGIONAL],
+      // Execution logs need an account-wide API Gateway role; access logs need none.
+      cloudWatchRole: false,
+      deployOptions: {
+        stageName: 'prod',
+        accessLogDestination: new apigateway.LogGroupLogDestination(accessLogs),
+        accessLogFormat: apigateway.AccessLogFormat.jsonWithStandardFields(),
+        metricsEnabled: true,
+      },
+    });
+    const model = api.addModel('SyncRequest', {
+      contentType: 'application/json',
+      modelName: 'SyncRequest',
+      schema: {
+        schema: apigateway.JsonSchemaVersion.DRAFT4,
+        type: apigateway.JsonSchemaType.OBJECT,
+        required: ['destination-cidr-block'],
+        properties: {
+          'destination-cidr-block': { type: apigateway.JsonSchemaType.STRING },
+          'dry-run': { type: apigateway.JsonSchemaType.BOOLEAN },
+        },
+        additionalProperties: false,
+      },
+    });
+    const validator = api.addRequestValidator('BodyAndPath', {
+      validateRequestBody: true,
+      validateRequestParameters: true,
+    });
+    const table = api.root
+      .addResource('vpcs')
+      .addResource('{vpc-id}')
+      .addResource('route-tables')
+      .addResource('{route-table-id}');
+    // The proxy integration's permission is scoped to this method and path of this stage.
+    table.addMethod('PATCH', new apigateway.LambdaIntegration(this.function, { proxy: true, allowTestInvoke: false }), {
+      apiKeyRequired: true,
+      requestModels: { 'application/json': model },
+      requestValidator: validator,
+      requestParameters: { 'method.request.path.vpc-id': true, 'method.request.path.route-table-id': true },
+    });
+    const key = api.addApiKey('ApiKey', { description: 'sync-routes HTTP API key (X-API-Key)' });
+    const plan = api.addUsagePlan('UsagePlan', {
+      description: 'sync-routes HTTP API: the original tool\'s throttling',
+      throttle: { burstLimit: props.httpBurstLimit ?? 10, rateLimit: props.httpRateLimit ?? 1 },
+      apiStages: [{ api, stage: api.deploymentStage }],
+    });
+    plan.addApiKey(key);
+
+    const ack = Validations.of(api);
+    ack.acknowledge({
+      id: 'AwsSolutions-APIG4',
+      reason:
+        'The original AWS Sync Routes API authenticates with an API key (X-API-Key), which its clients send; an IAM or ' +
+        'Cognito authorizer would break them. The key is required on the only method, and a usage plan throttles it.',
+    });
+    ack.acknowledge({
+      id: 'AwsSolutions-COG4',
+      reason: 'No Cognito user pool: the API is for scripts and monitors that hold the API key (see AwsSolutions-APIG4).',
+    });
+    ack.acknowledge({
+      id: 'AwsSolutions-APIG3',
+      reason:
+        'One method, an API key and a usage plan of 10 burst / 1 per second by default; a WAF web ACL (billed) can be ' +
+        'associated with the stage by the account if its policy asks for one.',
+    });
+    ack.acknowledge({
+      id: 'AwsSolutions-APIG6',
+      reason:
+        'Access logs go to their own log group; execution logs would need the account-wide API Gateway CloudWatch ' +
+        'role, which this stack does not change for the whole account.',
+    });
+    return [api, key];
   }
 
   /** A target of this function for a rule: retries, then the dead-letter queue. */
@@ -692,6 +812,11 @@ function validateProps(props: SyncRoutesProps): void {
   const concurrency = props.reservedConcurrency;
   if (concurrency !== undefined && (concurrency < 1 || !Number.isInteger(concurrency))) {
     throw new Error('reservedConcurrency must be a whole number of at least 1');
+  }
+  for (const [name, value] of [['httpBurstLimit', props.httpBurstLimit], ['httpRateLimit', props.httpRateLimit]] as const) {
+    if (value !== undefined && !(value > 0)) {
+      throw new Error(`${name} must be a positive number`);
+    }
   }
   const retries = props.retryAttempts;
   if (retries !== undefined && (retries < 0 || retries > 2 || !Number.isInteger(retries))) {

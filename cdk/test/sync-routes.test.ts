@@ -389,6 +389,52 @@ describe('options', () => {
     expect(() => addStacks(newApp({ regions: 'mars' }))).toThrow(/not an AWS region/);
   });
 
+  test('httpEndpoint off (default): no API Gateway resource at all', () => {
+    const resources = Object.values(synthStack().template.toJSON().Resources) as Array<{ Type: string }>;
+    expect(resources.filter((r) => r.Type.startsWith('AWS::ApiGateway::'))).toEqual([]);
+  });
+
+  test('httpEndpoint: the original PATCH path with an API key, a request model, a usage plan, access logs and outputs', () => {
+    const { template } = synthStack({ httpEndpoint: 'true', httpBurstLimit: '20', httpRateLimit: '2' });
+    template.hasResourceProperties('AWS::ApiGateway::Resource', { PathPart: '{route-table-id}' });
+    template.hasResourceProperties('AWS::ApiGateway::Method', {
+      HttpMethod: 'PATCH',
+      ApiKeyRequired: true,
+      Integration: { Type: 'AWS_PROXY', IntegrationHttpMethod: 'POST' },
+      RequestParameters: { 'method.request.path.vpc-id': true, 'method.request.path.route-table-id': true },
+      RequestValidatorId: Match.anyValue(),
+    });
+    template.hasResourceProperties('AWS::ApiGateway::Model', {
+      ContentType: 'application/json',
+      Schema: {
+        type: 'object',
+        required: ['destination-cidr-block'],
+        properties: { 'destination-cidr-block': { type: 'string' }, 'dry-run': { type: 'boolean' } },
+        additionalProperties: false,
+      },
+    });
+    template.hasResourceProperties('AWS::ApiGateway::RequestValidator', { ValidateRequestBody: true });
+    template.hasResourceProperties('AWS::ApiGateway::UsagePlan', { Throttle: { BurstLimit: 20, RateLimit: 2 } });
+    template.resourceCountIs('AWS::ApiGateway::ApiKey', 1);
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { AccessLogSetting: { DestinationArn: Match.anyValue() } });
+    // The API may invoke the function for that method and path only (no console test stage).
+    const permissions = Object.values(template.findResources('AWS::Lambda::Permission', {
+      Properties: { Principal: 'apigateway.amazonaws.com' },
+    })) as any[];
+    expect(permissions).toHaveLength(1);
+    expect(JSON.stringify(permissions[0].Properties.SourceArn)).toContain('/PATCH/vpcs/*/route-tables/*');
+    template.hasOutput('ApiUrl', {});
+    template.hasOutput('ApiKeyCommand', { Value: Match.objectLike({ 'Fn::Join': Match.anyValue() }) });
+    expect(JSON.stringify(template.toJSON().Outputs.ApiKeyCommand)).toContain('--include-value');
+  });
+
+  test('httpEndpoint defaults: the original tool\'s burst 10 and rate 1', () => {
+    synthStack({ httpEndpoint: 'true' }).template.hasResourceProperties('AWS::ApiGateway::UsagePlan', {
+      Throttle: { BurstLimit: 10, RateLimit: 1 },
+    });
+    expect(() => synthStack({ httpEndpoint: 'true', httpRateLimit: '0' })).toThrow(/httpRateLimit/);
+  });
+
   test('architecture and syncTargetKinds', () => {
     const { template } = synthStack({ architecture: 'arm64', syncTargetKinds: 'network-interface,transit-gateway' });
     template.hasResourceProperties('AWS::Lambda::Function', {
@@ -408,6 +454,13 @@ describe('cdk-nag AwsSolutions', () => {
     const { error, pluginReports } = nagCheck(app);
     expect(error).toBe('');
     expect(pluginReports).toEqual([]);
+  });
+
+  test('no finding with httpEndpoint on either', () => {
+    const app = newApp({ httpEndpoint: 'true' });
+    new SyncRoutesStack(app, 'SyncRoutes', { stackName: 'SyncRoutes' });
+    const { error } = nagCheck(app);
+    expect(error).toBe('');
   });
 
   test('every acknowledgement has a reason', () => {
