@@ -7,24 +7,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sync_routes::domain::report::{NoticeStatus, Outcome, Report, TableActionTaken};
-use sync_routes::handler;
-use sync_routes::runtime::AwsSyncer;
+use sync_routes::domain::report::{NoticeStatus, Outcome, TableActionTaken};
 
 const DEST: &str = "10.100.0.0/16";
-
-async fn handle(syncer: &AwsSyncer, payload: &str) -> Report {
-    handler::handle(syncer, Some("us-east-1"), payload, deadline()).await
-}
-
-fn actions(report: &Report) -> Vec<TableActionTaken> {
-    report.tables.iter().map(|t| t.action).collect()
-}
-
-/// Real EC2 semantics that moto lacks: RouteAlreadyExists, DryRunOperation.
-fn faithful() -> serde_json::Value {
-    json!({"strict_routes": true, "dry_run": true})
-}
 
 fn sample(name: &str) -> String {
     std::fs::read_to_string(repo().join("events").join(name)).expect("sample event")

@@ -5,23 +5,9 @@ mod common;
 
 use common::*;
 use serde_json::json;
-use sync_routes::domain::report::{NoticeStatus, Outcome, Report, TableActionTaken};
-use sync_routes::handler;
+use sync_routes::domain::report::{NoticeStatus, Outcome, TableActionTaken};
 
 const DEST: &str = "10.100.0.0/16";
-
-async fn handle(syncer: &sync_routes::runtime::AwsSyncer, payload: &str) -> Report {
-    handler::handle(syncer, Some("us-east-1"), payload, deadline()).await
-}
-
-fn actions(report: &Report) -> Vec<TableActionTaken> {
-    report.tables.iter().map(|t| t.action).collect()
-}
-
-/// Real EC2 semantics that moto lacks: RouteAlreadyExists, DryRunOperation.
-fn faithful() -> serde_json::Value {
-    json!({"strict_routes": true, "dry_run": true})
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_create_in_the_main_table_reaches_all_four_custom_tables() {

@@ -540,6 +540,22 @@ pub fn cloudtrail_event(event_name: &str, table: &str, cidr: &str, eni: &str) ->
     )
 }
 
+/// The handler, as the Lambda entry point calls it, in us-east-1.
+pub async fn handle(syncer: &AwsSyncer, payload: &str) -> sync_routes::domain::report::Report {
+    sync_routes::handler::handle(syncer, Some("us-east-1"), payload, deadline()).await
+}
+
+pub fn actions(
+    report: &sync_routes::domain::report::Report,
+) -> Vec<sync_routes::domain::report::TableActionTaken> {
+    report.tables.iter().map(|t| t.action).collect()
+}
+
+/// Real EC2 semantics that moto lacks: RouteAlreadyExists, DryRunOperation.
+pub fn faithful() -> Value {
+    json!({"strict_routes": true, "dry_run": true})
+}
+
 pub fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(30)
 }
