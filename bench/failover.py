@@ -2,7 +2,7 @@
 """Benchmarks failovers behind EC2's route-write bucket, as Lambda runs the function
 (tests/lambda_harness.py LambdaService: reserved concurrency, timeout, retries, hand-offs).
 
-    .venv/bin/python bench/failover.py [--runs 3] [--bin PATH] [--svg BENCHMARKS-customer-case.svg]
+    .venv/bin/python bench/failover.py [--runs 3] [--bin PATH] [--svg bench/customer-case.svg]
 
   * the customer case: 26 routes x 4 custom tables flipped at once, 26 CloudTrail events,
     EC2's real bucket (50 burst, 5 per second; floor (104 - 50) / 5 = 10.8 s), 60 s timeout;
