@@ -28,6 +28,11 @@ import lambda_harness as h  # noqa: E402
 BUCKETS = {"read": {"capacity": 100, "refill_per_sec": 20}, "mutate": {"capacity": 50, "refill_per_sec": 5}}
 
 
+def reads(control: h.Control) -> int:
+    """DescribeRouteTables calls the proxy has seen since its last reset."""
+    return control.calls()["counts"].get("DescribeRouteTables", 0)
+
+
 def measure(binary: str, moto: str, proxy: str, control: h.Control, interval: float, changes: int,
             rng: random.Random) -> dict:
     ids = h.build_vpc(moto, custom_tables=4)
@@ -43,7 +48,7 @@ def measure(binary: str, moto: str, proxy: str, control: h.Control, interval: fl
     try:
         time.sleep(interval + 0.5)
         # Count the reads of the measured stretch only, not those of the warm-up above.
-        reads_before = control.calls()["counts"].get("DescribeRouteTables", 0)
+        reads_before = reads(control)
         started = time.monotonic()
         for i in range(changes):
             time.sleep(rng.uniform(0, interval))
@@ -59,11 +64,11 @@ def measure(binary: str, moto: str, proxy: str, control: h.Control, interval: fl
                     raise RuntimeError(f"{cidr} did not reach every custom table")
                 time.sleep(0.02)
         elapsed = time.monotonic() - started
-        reads = control.calls()["counts"].get("DescribeRouteTables", 0) - reads_before
+        reads_measured = reads(control) - reads_before
     finally:
         proc.send_signal(signal.SIGINT)
         code = proc.wait(timeout=10)
-    return {"lags": lags, "reads_per_hour": reads / elapsed * 3600, "exit": code}
+    return {"lags": lags, "reads_per_hour": reads_measured / elapsed * 3600, "exit": code}
 
 
 def main(argv=None) -> int:

@@ -10,8 +10,9 @@
 //! `RequestLimitExceeded`; then at most `rate` calls a second, cut to 70% on a throttle
 //! (at most once per `DECREASE_INTERVAL`, so that a herd of throttles from one burst
 //! counts once) and raised by `RATE_GAIN_PER_SECOND` each second of successes, or by
-//! `RELATIVE_GAIN_PER_SECOND` of the rate once that is more, until it is unpaced again. Processes pacing this way share the bucket's refill between them without
-//! talking to each other, and hover just under it.
+//! `RELATIVE_GAIN_PER_SECOND` of the rate once that is more, until it is unpaced again.
+//! Processes pacing this way share the bucket's refill between them without talking to
+//! each other, and hover just under it.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -26,9 +27,9 @@ const DECREASE_FACTOR: f64 = 0.7;
 /// Additive increase: calls a second gained per second of successes (each success adds
 /// this divided by the rate, so the gain does not depend on how fast calls succeed).
 const RATE_GAIN_PER_SECOND: f64 = 0.5;
-/// Above 5 calls a second (EC2's default refill, where the additive gain alone applies),
-/// the rate grows by a tenth a second: a bucket whose limits AWS raised (20/s) is otherwise
-/// reached only after 16 s at a fraction of its pace (measured: 10 of the 61 s of issue
+/// Above 5 calls a second (`RATE_GAIN_PER_SECOND / RELATIVE_GAIN_PER_SECOND`, EC2's default
+/// refill), the rate grows by a tenth a second: a bucket whose limits AWS raised (20/s) is
+/// otherwise reached only after about 16 s at a fraction of its pace (measured: 10 of the 61 s of issue
 /// 13's scaled failover, against a floor of 51 s).
 const RELATIVE_GAIN_PER_SECOND: f64 = 0.1;
 /// Above this, pacing stops: far above any bucket's refill.
@@ -172,7 +173,7 @@ mod tests {
         pacer.on_throttled();
         let gain = gain_of_one_success(&pacer);
         assert!(
-            (gain - 0.5 / RATE_AFTER_THROTTLE).abs() < 1e-9,
+            (gain - RATE_GAIN_PER_SECOND / RATE_AFTER_THROTTLE).abs() < 1e-9,
             "at 2/s: {gain}"
         );
 
