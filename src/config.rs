@@ -105,7 +105,37 @@ fn list(value: &str) -> impl Iterator<Item = &str> {
     value.split(',').map(str::trim).filter(|n| !n.is_empty())
 }
 
+/// A list setting that names nothing (`","`) would silently sync nothing, or admit nothing:
+/// refused, with what the variable accepts. Unset (or empty) means the default.
+fn non_empty<T>(
+    variable: &'static str,
+    value: &str,
+    accepts: &str,
+    items: impl IntoIterator<Item = T>,
+) -> Result<Vec<T>, ConfigError> {
+    let items: Vec<T> = items.into_iter().collect();
+    if items.is_empty() {
+        return Err(ConfigError {
+            variable,
+            value: value.to_owned(),
+            accepts: format!(
+                "{accepts}; this names none (leave the variable unset for the default)"
+            ),
+        });
+    }
+    Ok(items)
+}
+
 fn parse_kinds(value: &str) -> Result<BTreeSet<TargetKind>, ConfigError> {
+    non_empty(
+        "SYNC_TARGET_KINDS",
+        value,
+        &format!(
+            "a comma-separated list of: {} (default network-interface)",
+            TargetKind::COPYABLE.map(|(n, _)| n).join(", ")
+        ),
+        list(value),
+    )?;
     let mut allowed_kinds = BTreeSet::new();
     for name in list(value) {
         let kind = TargetKind::from_name(name).ok_or_else(|| ConfigError {
@@ -132,6 +162,12 @@ fn parse_destinations(value: &str) -> Result<Vec<DestinationFilter>, ConfigError
         value: value.to_owned(),
         accepts,
     };
+    non_empty(
+        "SYNC_DESTINATIONS",
+        value,
+        "a comma-separated list of CIDR blocks and pl- prefix list ids",
+        list(value),
+    )?;
     list(value)
         .map(|entry| {
             if entry.starts_with("pl-") {
@@ -149,6 +185,12 @@ fn parse_destinations(value: &str) -> Result<Vec<DestinationFilter>, ConfigError
 }
 
 fn parse_vpc_ids(value: &str) -> Result<BTreeSet<String>, ConfigError> {
+    non_empty(
+        "SYNC_VPC_IDS",
+        value,
+        "a comma-separated list of VPC ids (vpc- and 8 or 17 hex digits)",
+        list(value),
+    )?;
     list(value)
         .map(|id| {
             let hex = id.strip_prefix("vpc-").unwrap_or("");
@@ -250,6 +292,29 @@ mod tests {
             ]))
         );
         assert!(c.policy.propagate_deletes);
+    }
+
+    /// A list that names nothing would sync nothing (or admit nothing): refused at start.
+    #[test]
+    fn list_settings_that_name_nothing_are_refused() {
+        for variable in ["SYNC_TARGET_KINDS", "SYNC_DESTINATIONS", "SYNC_VPC_IDS"] {
+            for value in [",", " , ,", ";"] {
+                if value == ";" && variable != "SYNC_TARGET_KINDS" {
+                    continue;
+                }
+                let e = config(&[(variable, value)]).unwrap_err();
+                assert_eq!(e.variable, variable, "{value:?}");
+                assert!(e.to_string().contains("comma-separated list"), "{e}");
+            }
+        }
+        let e = config(&[("SYNC_TARGET_KINDS", ",")]).unwrap_err();
+        assert!(e.to_string().contains("names none"), "{e}");
+        assert!(e.to_string().contains("network-interface"), "{e}");
+        // Unset or empty: the default.
+        assert_eq!(
+            config(&[("SYNC_TARGET_KINDS", "")]).unwrap().policy,
+            Policy::default()
+        );
     }
 
     /// Deletes need an explicit scope: the function refuses to start without one.

@@ -72,7 +72,7 @@ pub fn http_response(report: &Report) -> ApiGatewayProxyResponse {
     let status = match report.outcome {
         Outcome::Synced | Outcome::Unchanged | Outcome::DryRun => 200,
         // The writes go on in a new invocation: accepted, not done.
-        Outcome::Progressing => 202,
+        Outcome::Progressing | Outcome::WaitingForEc2 => 202,
         // A VPC outside SYNC_VPC_IDS is as final an answer as a refusal.
         Outcome::Refused | Outcome::Ignored => 422,
         Outcome::Rejected => 400,

@@ -17,9 +17,11 @@ pub mod adapters {
 pub mod domain {
     pub mod notice;
     pub mod plan;
+    pub mod ports;
     pub mod report;
     pub mod request;
     pub mod sync;
+    pub mod write;
 }
 pub mod config;
 pub mod handler;

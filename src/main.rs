@@ -115,6 +115,7 @@ async fn watch(mut config: Config, args: &[&str]) -> ExitCode {
     // The named VPCs are the scope: each pass reads exactly those, in one call.
     config.policy.vpc_ids = Some(args.vpcs.iter().cloned().collect());
     let (syncer, _) = runtime::build(&config).await;
+    let syncer = syncer.continued_by_next_pass();
     match sync_routes::watch::watch(&syncer, &args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -14,6 +14,7 @@ use crate::adapters::ec2::Ec2RouteTables;
 use crate::adapters::lambda::LambdaHandOff;
 use crate::adapters::sns::SnsNotifier;
 use crate::config::Config;
+use crate::domain::plan::TargetKind;
 use crate::domain::sync::Syncer;
 
 pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
@@ -59,7 +60,14 @@ pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<Str
                 .build(),
         )
         .build();
-    let ec2 = Ec2RouteTables::new(aws_sdk_ec2::Client::from_conf(ec2_config));
+    let mut ec2 = Ec2RouteTables::new(aws_sdk_ec2::Client::from_conf(ec2_config));
+    if config
+        .policy
+        .allowed_kinds
+        .contains(&TargetKind::VpcEndpoint)
+    {
+        ec2 = ec2.telling_endpoint_types_apart();
+    }
     let notifier = config.sns_topic_arn.clone().map(|topic| {
         let sns_config = aws_sdk_sns::config::Builder::from(shared)
             .retry_config(RetryConfig::standard().with_max_attempts(3))

@@ -53,6 +53,7 @@ mod tests {
             action,
             before: Some("eni-a".into()),
             after: Some("eni-b".into()),
+            code: None,
             reason: None,
         }
     }
@@ -68,6 +69,7 @@ mod tests {
         report.tables = vec![
             entry("rtb-1", "10.1.0.0/16", TableActionTaken::Replaced),
             TableReport {
+                code: Some("conflicting-target".into()),
                 reason: Some("it already routes 10.1.0.0/16 to igw-1".into()),
                 before: Some("igw-1".into()),
                 after: Some("igw-1".into()),

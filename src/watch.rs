@@ -69,7 +69,11 @@ pub fn parse_args(args: &[&str]) -> Result<WatchArgs, String> {
 }
 
 /// Runs until SIGINT or SIGTERM. `syncer` must be built with `SYNC_VPC_IDS` set to the
-/// named VPCs, so that a reconcile of "every VPC in scope" reads exactly those, in one call.
+/// named VPCs, so that a reconcile of "every VPC in scope" reads exactly those, in one call,
+/// and `continued_by_next_pass`, so that what a pass's deadline (throttling) or a stop
+/// signal leaves is progress carried on by the next pass, never a failure. The EC2 client
+/// and its pacing live as long as the process: the pace learned from throttling in one pass
+/// holds in the next.
 pub async fn watch(syncer: &AwsSyncer, args: &WatchArgs) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;

@@ -63,6 +63,7 @@ fn cloudtrail_create_route() {
                 "arn:aws:sts::123456789012:assumed-role/NetworkFailover/failover-script".into()
             ),
             event_time: Some(event_time),
+            waits: 0,
         }
     );
 }

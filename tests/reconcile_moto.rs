@@ -94,7 +94,11 @@ async fn a_new_table_is_backfilled_from_the_main_table() {
     let report = handle(&syncer, &event).await;
     assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
     assert_eq!(report.counts.created, 3);
-    assert_eq!(proxy.count("DescribeRouteTables"), 1, "one read of the VPC");
+    assert_eq!(
+        proxy.count("DescribeRouteTables"),
+        2,
+        "one read of the VPC, one to check the writes"
+    );
     assert_eq!(
         proxy.writes(),
         3,
@@ -244,7 +248,7 @@ async fn reconcile_and_sweep_repair_drift_and_nothing_else() {
     )
     .await;
     assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
-    assert_eq!(proxy.count("DescribeRouteTables"), 1);
+    assert_eq!(proxy.count("DescribeRouteTables"), 2, "a read, and a check");
     assert_eq!(
         (proxy.count("CreateRoute"), proxy.count("ReplaceRoute")),
         (2, 1)
@@ -284,9 +288,12 @@ async fn reconcile_and_sweep_repair_drift_and_nothing_else() {
     assert_eq!(sweep.counts.vpcs, 2);
     assert_eq!(
         proxy.count("DescribeRouteTables"),
-        1,
-        "one read for every VPC in scope"
+        2,
+        "one read for every VPC in scope, one check of the VPC written"
     );
+    let check = &proxy.params("DescribeRouteTables")[1];
+    assert_eq!(check["Filter.1.Value.1"], other.id.as_str(), "{check}");
+    assert!(check.get("Filter.1.Value.2").is_none(), "{check}");
     assert_eq!(proxy.writes(), 2);
     assert!(sweep.tables.iter().all(|t| t.vpc_id == other.id));
     assert_eq!(

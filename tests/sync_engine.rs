@@ -86,6 +86,7 @@ fn event(table: &str) -> SyncRequest {
             event_id: None,
             caller: None,
             event_time: None,
+            waits: 0,
         },
     }
 }
@@ -129,8 +130,8 @@ async fn reads_once_when_warm_and_forgets_a_deleted_table() {
     assert_eq!(cold.outcome, Outcome::Synced);
     assert_eq!(
         ec2.take_counts(),
-        (1, 1, 2),
-        "cold: the table, then its VPC"
+        (1, 2, 2),
+        "cold: the table, then its VPC, then the VPC again to check the writes"
     );
     let warm = syncer.run(&event(MAIN), later(5)).await;
     assert_eq!(warm.outcome, Outcome::Unchanged);
@@ -289,8 +290,8 @@ async fn a_new_table_is_backfilled_with_one_read() {
     assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
     assert_eq!(
         ec2.take_counts(),
-        (0, 1, 3),
-        "one read, a write per eligible route"
+        (0, 2, 3),
+        "one read, a write per eligible route, one read to check them"
     );
     assert_eq!(
         routes_of(&ec2, "rtb-0000000000000000f"),
@@ -398,8 +399,8 @@ async fn a_sweep_reads_once_writes_the_drift_and_converges() {
     assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
     assert_eq!(
         ec2.take_counts(),
-        (0, 1, 2),
-        "one read for four VPCs, one write per drift"
+        (0, 2, 2),
+        "one read for four VPCs, one write per drift, one read of the two VPCs written"
     );
     assert_eq!(report.counts.vpcs, 4, "vpc 4 is outside SYNC_VPC_IDS");
     assert_eq!(report.counts.created, 2);
@@ -513,6 +514,7 @@ async fn deletes_follow_the_main_table_only_when_switched_on() {
             event_id: None,
             caller: None,
             event_time: None,
+            waits: 0,
         },
     };
     let off = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
@@ -555,11 +557,14 @@ async fn deletes_follow_the_main_table_only_when_switched_on() {
     assert!(sent[0].body.contains("deleted"), "{}", sent[0].body);
 }
 
-/// EC2's reads are eventually consistent: when a fresh event names a next hop the main
-/// table does not show yet, the engine reads once more before deciding.
+/// EC2's reads are eventually consistent: a fresh event whose read contradicts it is never
+/// decided from that read. The engine backs off (1, 2, 4 s; scaled down here) and reads
+/// again; if the read still disagrees, nothing is written and the same event is handed on
+/// (`waiting-for-ec2`). A late event is decided from the read, and stays cheap.
 #[tokio::test]
-async fn a_fresh_event_that_the_read_does_not_show_yet_is_read_again() {
+async fn a_fresh_event_that_the_read_does_not_show_yet_is_waited_out() {
     let ec2 = ec2(1);
+    let hand_off = std::sync::Arc::new(MemoryHandOff::default());
     let syncer = Syncer::new(
         &ec2,
         None::<MemoryNotifier>,
@@ -567,7 +572,8 @@ async fn a_fresh_event_that_the_read_does_not_show_yet_is_read_again() {
             consistency_pause: Duration::from_millis(10),
             ..SyncSettings::default()
         },
-    );
+    )
+    .with_hand_off(hand_off.clone());
     let at = |event_time: SystemTime| SyncRequest {
         subject: Subject::Route {
             table_id: MAIN.into(),
@@ -581,15 +587,43 @@ async fn a_fresh_event_that_the_read_does_not_show_yet_is_read_again() {
             event_id: None,
             caller: None,
             event_time: Some(event_time),
+            waits: 0,
         },
     };
-    let fresh = syncer.run(&at(SystemTime::now()), later(5)).await;
-    assert_eq!(fresh.calls.describe_route_tables, 2, "read again once");
+    let now = SystemTime::now();
+    let fresh = syncer.run(&at(now), later(5)).await;
+    assert_eq!(fresh.outcome, Outcome::WaitingForEc2, "{fresh:#?}");
+    assert!(!fresh.is_failure());
+    assert_eq!(fresh.reason.as_deref(), Some("waiting-for-ec2"));
     assert_eq!(
-        fresh.target.as_deref(),
-        Some("eni-1"),
-        "then decided from what EC2 says"
+        fresh.calls.describe_route_tables, 4,
+        "a read and three more, backing off"
     );
+    assert_eq!(ec2.take_counts().2, 0, "nothing decided, nothing written");
+    assert!(fresh.tables.is_empty());
+    let handed = hand_off.requests.lock().unwrap().clone();
+    assert_eq!(handed.len(), 1);
+    assert_eq!(
+        handed[0].subject,
+        at(now).subject,
+        "the same event, expectation and all"
+    );
+    assert!(
+        matches!(handed[0].source, RequestSource::CloudTrail { waits: 1, event_time: Some(t), .. } if t == now),
+        "{:?}",
+        handed[0].source
+    );
+
+    // By the time the hand-off runs, EC2 shows the change: synced.
+    ec2.change(|tables| {
+        let main = tables.iter_mut().find(|t| t.is_main).unwrap();
+        main.routes[0].target = eni("eni-new");
+    });
+    let later_run = syncer.run(&handed[0], later(5)).await;
+    assert_eq!(later_run.outcome, Outcome::Synced, "{later_run:#?}");
+    assert_eq!(later_run.target.as_deref(), Some("eni-new"));
+
+    // A late event whose read disagrees is decided from the read, in one read.
     let late = syncer
         .run(&at(SystemTime::now() - Duration::from_secs(600)), later(5))
         .await;
@@ -597,6 +631,95 @@ async fn a_fresh_event_that_the_read_does_not_show_yet_is_read_again() {
         late.calls.describe_route_tables, 1,
         "a late event stays cheap"
     );
+    assert_eq!(late.outcome, Outcome::Unchanged);
+}
+
+/// A read that contradicts a fresh event but shows a newer change (a later event for the
+/// same route, already confirmed) is believed: the older event is not waited out.
+#[tokio::test]
+async fn a_read_that_shows_a_newer_change_is_believed() {
+    let ec2 = ec2(1);
+    let syncer = Syncer::new(
+        &ec2,
+        None::<MemoryNotifier>,
+        SyncSettings {
+            consistency_pause: Duration::from_millis(10),
+            ..SyncSettings::default()
+        },
+    );
+    let replace = |target: &str, event_time: SystemTime| SyncRequest {
+        subject: Subject::Route {
+            table_id: MAIN.into(),
+            vpc_id: Some(VPC.into()),
+            destination: dest(DEST),
+            expected: Some(MainRoute::To(eni(target))),
+        },
+        dry_run: false,
+        source: RequestSource::CloudTrail {
+            event_name: "ReplaceRoute".into(),
+            event_id: None,
+            caller: None,
+            event_time: Some(event_time),
+            waits: 0,
+        },
+    };
+    let older = SystemTime::now() - Duration::from_secs(5);
+    // The newer event (eni-1, what the main table holds) arrives first and is confirmed.
+    let newer = syncer
+        .run(&replace("eni-1", SystemTime::now()), later(5))
+        .await;
+    assert_eq!(newer.outcome, Outcome::Synced);
+    let late = syncer.run(&replace("eni-0", older), later(5)).await;
+    assert_eq!(late.outcome, Outcome::Unchanged, "{late:#?}");
+    assert_eq!(late.calls.describe_route_tables, 1, "no backing off");
+}
+
+/// With deletes on, a fresh DeleteRoute whose read still shows the route never deletes
+/// the copies: it waits for EC2.
+#[tokio::test]
+async fn a_contradicted_delete_event_deletes_nothing() {
+    let ec2 = ec2(2);
+    for i in 0..2 {
+        ec2.tables.lock().unwrap()[i + 1]
+            .routes
+            .push(route_to(DEST, eni("eni-1")));
+    }
+    let policy = Policy {
+        destinations: Some(vec![DestinationFilter::Within(
+            "10.0.0.0/8".parse().unwrap(),
+        )]),
+        propagate_deletes: true,
+        ..Policy::default()
+    };
+    let syncer = Syncer::new(
+        &ec2,
+        None::<MemoryNotifier>,
+        SyncSettings {
+            consistency_pause: Duration::from_millis(10),
+            ..settings(policy)
+        },
+    );
+    let delete = SyncRequest {
+        subject: Subject::Route {
+            table_id: MAIN.into(),
+            vpc_id: Some(VPC.into()),
+            destination: dest(DEST),
+            expected: Some(MainRoute::Gone),
+        },
+        dry_run: false,
+        source: RequestSource::CloudTrail {
+            event_name: "DeleteRoute".into(),
+            event_id: None,
+            caller: None,
+            event_time: Some(SystemTime::now()),
+            waits: 0,
+        },
+    };
+    let report = syncer.run(&delete, later(5)).await;
+    assert_eq!(report.outcome, Outcome::WaitingForEc2, "{report:#?}");
+    assert_eq!(ec2.take_counts().2, 0);
+    assert_eq!(routes_of(&ec2, &custom_id(0, 0)).len(), 1);
+    assert_eq!(routes_of(&ec2, &custom_id(0, 1)).len(), 1);
 }
 
 /// Gateway route tables and tables tagged sync-routes:skip=true are reported as skipped,
@@ -710,7 +833,11 @@ async fn writes_past_the_deadline_are_handed_on_and_the_next_invocation_finishes
     let rest = syncer.run(&next[0], later(5)).await;
     assert_eq!(rest.outcome, Outcome::Synced, "{rest:#?}");
     assert_eq!(rest.counts.created, deferred);
-    assert_eq!(ec2.take_counts(), (0, 1, deferred));
+    assert_eq!(
+        ec2.take_counts(),
+        (0, 2, deferred),
+        "a read, the writes, a check"
+    );
     for i in 0..20 {
         assert_eq!(routes_of(&ec2, &custom_id(0, i)).len(), 1);
     }

@@ -1,6 +1,8 @@
 //! EC2: converts SDK types to the planner's at the boundary and back. Decides nothing;
 //! classifies errors so that `retry` and the sync engine can.
 
+use std::collections::{BTreeSet, HashMap};
+
 use aws_sdk_ec2::config::http::HttpResponse;
 use aws_sdk_ec2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_ec2::types::{self as ec2, Filter};
@@ -66,7 +68,9 @@ macro_rules! target_field {
             TargetKind::LocalGateway => Ok(request.local_gateway_id(id)),
             TargetKind::CoreNetwork => Ok(request.core_network_arn(id)),
             TargetKind::Instance => Ok(request.instance_id(id)),
-            TargetKind::Local | TargetKind::Unknown => Err(cannot_write(write)),
+            TargetKind::GatewayEndpoint | TargetKind::Local | TargetKind::Unknown => {
+                Err(cannot_write(write))
+            }
         }
     }};
 }
@@ -90,6 +94,11 @@ pub struct Ec2RouteTables {
     create_pacer: Pacer,
     replace_pacer: Pacer,
     delete_pacer: Pacer,
+    endpoints_pacer: Pacer,
+    /// Whether each `vpce-` id seen in a prefix-list route is a *gateway* endpoint (S3,
+    /// DynamoDB), when endpoint routes may be synced at all (`None` otherwise: no call). An
+    /// endpoint's type never changes, so it is asked once per process.
+    gateway_endpoints: Option<std::sync::Mutex<HashMap<String, bool>>>,
 }
 
 impl Ec2RouteTables {
@@ -101,6 +110,117 @@ impl Ec2RouteTables {
             create_pacer: Pacer::default(),
             replace_pacer: Pacer::default(),
             delete_pacer: Pacer::default(),
+            endpoints_pacer: Pacer::default(),
+            gateway_endpoints: None,
+        }
+    }
+
+    /// Tells gateway endpoints from Gateway Load Balancer endpoints: both read as
+    /// `pl-... -> vpce-...` with origin CreateRoute, but a gateway endpoint's route is its
+    /// association with the table and can never be written with CreateRoute. Only needed
+    /// when `vpc-endpoint` routes are synced; then one DescribeVpcEndpoints per read that
+    /// holds an endpoint id not seen before.
+    pub fn telling_endpoint_types_apart(mut self) -> Self {
+        self.gateway_endpoints = Some(std::sync::Mutex::new(HashMap::new()));
+        self
+    }
+
+    /// Marks the routes to gateway endpoints in `tables` as such.
+    async fn mark_gateway_endpoints(
+        &self,
+        tables: &mut [RouteTable],
+        deadline: Instant,
+    ) -> Result<(), AwsError> {
+        let Some(known) = &self.gateway_endpoints else {
+            return Ok(());
+        };
+        let lock = || known.lock().unwrap_or_else(|p| p.into_inner());
+        let endpoint_routes = |table: &RouteTable| {
+            table
+                .routes
+                .iter()
+                .filter(|r| {
+                    matches!(r.destination, Destination::PrefixList(_))
+                        && r.target.kind == TargetKind::VpcEndpoint
+                })
+                .map(|r| r.target.id.clone())
+                .collect::<Vec<_>>()
+        };
+        let unknown: BTreeSet<String> = {
+            let known = lock();
+            tables
+                .iter()
+                .flat_map(endpoint_routes)
+                .filter(|id| !known.contains_key(id))
+                .collect()
+        };
+        if !unknown.is_empty() {
+            let types = self.endpoint_types(&unknown, deadline).await?;
+            let mut known = lock();
+            if known.len() > 10_000 {
+                known.clear();
+            }
+            for id in unknown {
+                // An endpoint EC2 no longer lists (deleted) is no gateway endpoint of ours.
+                let gateway = types.get(&id).is_some_and(|t| t == "Gateway");
+                known.insert(id, gateway);
+            }
+        }
+        let known = lock();
+        for route in tables.iter_mut().flat_map(|t| t.routes.iter_mut()) {
+            if matches!(route.destination, Destination::PrefixList(_))
+                && route.target.kind == TargetKind::VpcEndpoint
+                && known.get(&route.target.id) == Some(&true)
+            {
+                route.target.kind = TargetKind::GatewayEndpoint;
+            }
+        }
+        Ok(())
+    }
+
+    /// `VpcEndpointType` by id. A filter rather than `VpcEndpointIds`: an id that no longer
+    /// exists is then left out of the answer instead of failing the whole call.
+    async fn endpoint_types(
+        &self,
+        ids: &BTreeSet<String>,
+        deadline: Instant,
+    ) -> Result<HashMap<String, String>, AwsError> {
+        let filter = Filter::builder()
+            .name("vpc-endpoint-id")
+            .set_values(Some(ids.iter().cloned().collect()))
+            .build();
+        let mut types = HashMap::new();
+        let mut next_token: Option<String> = None;
+        loop {
+            let page = with_retries(
+                "DescribeVpcEndpoints",
+                deadline,
+                &self.endpoints_pacer,
+                || async {
+                    self.client
+                        .describe_vpc_endpoints()
+                        .filters(filter.clone())
+                        .set_next_token(next_token.clone())
+                        .send()
+                        .await
+                        .map_err(|e| aws_error("DescribeVpcEndpoints", e))
+                },
+            )
+            .await?;
+            for endpoint in page.vpc_endpoints() {
+                if let (Some(id), Some(kind)) =
+                    (endpoint.vpc_endpoint_id(), endpoint.vpc_endpoint_type())
+                {
+                    types.insert(id.to_owned(), kind.as_str().to_owned());
+                }
+            }
+            next_token = page
+                .next_token()
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned);
+            if next_token.is_none() {
+                return Ok(types);
+            }
         }
     }
 
@@ -144,6 +264,7 @@ impl Ec2RouteTables {
                 .filter(|t| !t.is_empty())
                 .map(str::to_owned);
             if next_token.is_none() {
+                self.mark_gateway_endpoints(&mut tables, deadline).await?;
                 return Ok(tables);
             }
         }
@@ -187,6 +308,7 @@ impl RouteTables for Ec2RouteTables {
             &self.create_pacer,
             &self.replace_pacer,
             &self.delete_pacer,
+            &self.endpoints_pacer,
         ]
         .iter()
         .map(|p| p.throttled())
@@ -267,6 +389,7 @@ where
             Written::Error(WriteError::NotFound)
         }
         Some("InvalidRoute.NotFound") => Written::Error(WriteError::NotFound),
+        Some("InvalidRouteTableID.NotFound") => Written::Error(WriteError::TableNotFound),
         _ => Written::Error(WriteError::Aws(aws_error(operation, error))),
     }
 }

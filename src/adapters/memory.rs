@@ -22,12 +22,7 @@ use crate::domain::sync::{
 /// Applies one write to `tables` as EC2 would, or answers as EC2 would refuse it.
 pub fn apply_write(tables: &mut [RouteTable], write: &RouteWrite) -> Result<(), WriteError> {
     let Some(table) = tables.iter_mut().find(|t| t.id == write.table_id) else {
-        return Err(WriteError::Aws(AwsError {
-            operation: "route write",
-            code: Some("InvalidRouteTableID.NotFound".into()),
-            message: format!("The routeTable ID '{}' does not exist", write.table_id),
-            retry: RetryClass::Permanent,
-        }));
+        return Err(WriteError::TableNotFound);
     };
     // Our writes touch only the static route; a propagated one beside it stays.
     let existing = table
@@ -81,6 +76,16 @@ pub struct MemoryEc2 {
     pub read_error: Mutex<Option<AwsError>>,
     /// How long each write takes.
     pub write_latency: Duration,
+    /// How long a write stays invisible to reads (EC2's reads lag its writes). Writes
+    /// become visible in order: a read shows a table as it was before its oldest write
+    /// that is not visible yet.
+    pub read_lag: Duration,
+    /// Each table as it was before each of its writes, with when the write was made.
+    history: Mutex<Vec<(Instant, RouteTable)>>,
+    /// Runs just before each write reaches the tables (to stage a race: a failback, a
+    /// table deleted between the read and the write).
+    #[allow(clippy::type_complexity)]
+    pub before_write: Mutex<Option<Box<dyn FnMut(&mut Vec<RouteTable>, &RouteWrite) + Send>>>,
 }
 
 impl MemoryEc2 {
@@ -117,7 +122,47 @@ impl MemoryEc2 {
         {
             return Err(error);
         }
-        Ok(pick(&self.lock()))
+        let mut tables = self.lock().clone();
+        if !self.read_lag.is_zero() {
+            let now = Instant::now();
+            let history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+            for table in &mut tables {
+                // The oldest write to this table not visible yet decides what a read shows.
+                if let Some((_, before)) = history
+                    .iter()
+                    .find(|(at, t)| t.id == table.id && now.duration_since(*at) < self.read_lag)
+                {
+                    table.routes = before.routes.clone();
+                }
+            }
+        }
+        Ok(pick(&tables))
+    }
+
+    /// Changes the tables as another writer would (a failover script, Terraform), with the
+    /// same lag before reads show it.
+    pub fn change(&self, change: impl FnOnce(&mut Vec<RouteTable>)) {
+        let mut tables = self.lock();
+        let before = tables.clone();
+        change(&mut tables);
+        self.remember_writes(&before, &tables);
+    }
+
+    fn remember_writes(&self, before: &[RouteTable], after: &[RouteTable]) {
+        if self.read_lag.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        let mut history = self.history.lock().unwrap_or_else(|p| p.into_inner());
+        history.retain(|(at, _)| now.duration_since(*at) < self.read_lag);
+        for old in before {
+            if after
+                .iter()
+                .any(|new| new.id == old.id && new.routes != old.routes)
+            {
+                history.push((now, old.clone()));
+            }
+        }
     }
 }
 
@@ -170,7 +215,19 @@ impl RouteTables for MemoryEc2 {
             apply_write(&mut copy, write)?;
             return Ok(WriteOutcome::DryRunPassed);
         }
-        apply_write(&mut self.lock(), write).map(|()| WriteOutcome::Written)
+        let mut tables = self.lock();
+        let before = tables.clone();
+        if let Some(hook) = self
+            .before_write
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            hook(&mut tables, write);
+        }
+        let result = apply_write(&mut tables, write).map(|()| WriteOutcome::Written);
+        self.remember_writes(&before, &tables);
+        result
     }
 }
 

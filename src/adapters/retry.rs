@@ -27,11 +27,17 @@ const TRANSIENT_ATTEMPTS: u32 = 4;
 
 pub trait Retryable {
     fn retry_class(&self) -> RetryClass;
+    /// The error of a call not made, or cut off, because the deadline came first.
+    fn deadline(operation: &'static str) -> Self;
 }
 
 impl Retryable for AwsError {
     fn retry_class(&self) -> RetryClass {
         self.retry
+    }
+
+    fn deadline(operation: &'static str) -> Self {
+        AwsError::deadline(operation)
     }
 }
 
@@ -39,8 +45,14 @@ impl Retryable for WriteError {
     fn retry_class(&self) -> RetryClass {
         match self {
             WriteError::Aws(error) => error.retry,
-            WriteError::AlreadyExists | WriteError::NotFound => RetryClass::Permanent,
+            WriteError::AlreadyExists | WriteError::NotFound | WriteError::TableNotFound => {
+                RetryClass::Permanent
+            }
         }
+    }
+
+    fn deadline(operation: &'static str) -> Self {
+        WriteError::Aws(AwsError::deadline(operation))
     }
 }
 
@@ -58,20 +70,25 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, E>>,
 {
-    // The first attempt always goes, at its turn (or at the deadline, if that is sooner).
-    tokio::time::sleep_until(pacer.reserve().min(deadline)).await;
+    // No attempt starts at or past the deadline, and none runs past it: a write cut off
+    // there may or may not have landed, which the next invocation's read tells.
+    let Some(turn) = pacer.reserve_before_deadline(deadline) else {
+        return Err(E::deadline(operation));
+    };
+    tokio::time::sleep_until(turn).await;
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
-        let error = match attempt().await {
-            Ok(value) => {
+        let error = match tokio::time::timeout_at(deadline, attempt()).await {
+            Ok(Ok(value)) => {
                 pacer.on_success();
                 return Ok(value);
             }
-            Err(error) => error,
+            Ok(Err(error)) => error,
+            Err(_) => return Err(E::deadline(operation)),
         };
         match error.retry_class() {
-            RetryClass::Permanent => return Err(error),
+            RetryClass::Permanent | RetryClass::Deadline => return Err(error),
             RetryClass::Transient if attempts >= TRANSIENT_ATTEMPTS => return Err(error),
             // The pacer spaces the next attempt; no timer of our own on top of it.
             RetryClass::Throttled => pacer.on_throttled(),
@@ -83,10 +100,9 @@ where
                 tokio::time::sleep(delay).await;
             }
         }
-        let turn = pacer.reserve();
-        if turn >= deadline {
+        let Some(turn) = pacer.reserve_before_deadline(deadline) else {
             return give_up(operation, attempts, error);
-        }
+        };
         tracing::debug!(operation, attempts, rate = pacer.rate(), error = %error, "retrying");
         tokio::time::sleep_until(turn).await;
     }

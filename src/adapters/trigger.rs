@@ -35,6 +35,9 @@ pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 const SCHEDULE_DETAIL_TYPE: &str = "Scheduled Event";
+/// The top-level key of an event handed on while EC2's reads did not show it yet: how many
+/// times it has been.
+const WAITS_KEY: &str = "sync-routes-waits";
 const EVENT_NAMES: [&str; 5] = [
     "CreateRoute",
     "ReplaceRoute",
@@ -98,9 +101,14 @@ pub fn parse(payload: &str, region: Option<&str>) -> Result<Trigger, InputError>
             serde_json::from_value(value).map_err(|e| InputError::BadEvent(e.to_string()))?;
         from_api_gateway(event).map(Trigger::Sync)
     } else if object.contains_key("detail-type") {
+        // Set by the function itself on an event it hands on while waiting for EC2's reads.
+        let waits = object
+            .get(WAITS_KEY)
+            .and_then(Value::as_u64)
+            .map_or(0, |n| n.min(u64::from(u32::MAX)) as u32);
         let event: EventBridgeEvent<Value> =
             serde_json::from_value(value).map_err(|e| InputError::BadEvent(e.to_string()))?;
-        from_eventbridge(event, region)
+        from_eventbridge(event, region, waits)
     } else if object.contains_key("reconcile") {
         let request: ReconcileRequest = serde_json::from_value(value)
             .map_err(|e| InputError::BadManualRequest(e.to_string()))?;
@@ -273,6 +281,7 @@ impl UserIdentity {
 fn from_eventbridge(
     event: EventBridgeEvent<Value>,
     region: Option<&str>,
+    waits: u32,
 ) -> Result<Trigger, InputError> {
     if event.detail_type == SCHEDULE_DETAIL_TYPE && event.source == "aws.events" {
         return Ok(Trigger::Sync(SyncRequest {
@@ -336,6 +345,7 @@ fn from_eventbridge(
         event_id: detail.event_id,
         caller: detail.user_identity.and_then(UserIdentity::describe),
         event_time,
+        waits,
     };
     let subject = match event_name.as_str() {
         "CreateRouteTable" => {
@@ -461,6 +471,9 @@ fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> 
 /// invocation, in the manual formats above plus `"hand-off": N`. `None` for a request that
 /// is not a hand-off.
 pub fn hand_off_payload(request: &SyncRequest) -> Option<String> {
+    if let RequestSource::CloudTrail { .. } = request.source {
+        return waiting_event_payload(request);
+    }
     let RequestSource::HandOff { hops } = request.source else {
         return None;
     };
@@ -499,6 +512,92 @@ pub fn hand_off_payload(request: &SyncRequest) -> Option<String> {
         Subject::Association { .. } => return None,
     }
     Some(payload.to_string())
+}
+
+/// A route event handed on while EC2's reads did not show it yet: the same CloudTrail event
+/// again (as far as the function reads it), so that the next invocation judges its age and
+/// its expected next hop exactly as for the original, plus how many times it waited.
+fn waiting_event_payload(request: &SyncRequest) -> Option<String> {
+    let RequestSource::CloudTrail {
+        event_name,
+        event_id,
+        caller,
+        event_time,
+        waits,
+    } = &request.source
+    else {
+        return None;
+    };
+    let Subject::Route {
+        table_id,
+        destination,
+        expected,
+        ..
+    } = &request.subject
+    else {
+        return None;
+    };
+    let mut parameters = serde_json::json!({ "routeTableId": table_id });
+    match destination {
+        Destination::Cidr(net @ IpNet::V4(_)) => {
+            parameters["destinationCidrBlock"] = net.to_string().into()
+        }
+        Destination::Cidr(net @ IpNet::V6(_)) => {
+            parameters["destinationIpv6CidrBlock"] = net.to_string().into()
+        }
+        Destination::PrefixList(id) => parameters["destinationPrefixListId"] = id.clone().into(),
+    }
+    if let Some(MainRoute::To(target)) = expected {
+        parameters[request_field(target.kind)?] = target.id.clone().into();
+    }
+    let time = event_time.map(|t| chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339());
+    let mut detail = serde_json::json!({
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": event_name,
+        "requestParameters": parameters,
+    });
+    if let Some(id) = event_id {
+        detail["eventID"] = id.clone().into();
+    }
+    if let Some(time) = &time {
+        detail["eventTime"] = time.clone().into();
+    }
+    if let Some(caller) = caller {
+        detail["userIdentity"] = serde_json::json!({ "arn": caller });
+    }
+    let mut event = serde_json::json!({
+        "version": "0",
+        "detail-type": CLOUDTRAIL_DETAIL_TYPE,
+        "source": "aws.ec2",
+        "detail": detail,
+    });
+    event[WAITS_KEY] = (*waits).into();
+    if let Some(time) = time {
+        event["time"] = time.into();
+    }
+    Some(event.to_string())
+}
+
+/// The CloudTrail `requestParameters` field that names a next hop of this kind (the inverse
+/// of `RequestParameters::written_target`).
+fn request_field(kind: TargetKind) -> Option<&'static str> {
+    Some(match kind {
+        TargetKind::NetworkInterface => "networkInterfaceId",
+        TargetKind::TransitGateway => "transitGatewayId",
+        TargetKind::NatGateway => "natGatewayId",
+        TargetKind::VpcPeeringConnection => "vpcPeeringConnectionId",
+        TargetKind::EgressOnlyInternetGateway => "egressOnlyInternetGatewayId",
+        TargetKind::CarrierGateway => "carrierGatewayId",
+        TargetKind::LocalGateway => "localGatewayId",
+        TargetKind::CoreNetwork => "coreNetworkArn",
+        TargetKind::VpcEndpoint => "vpcEndpointId",
+        TargetKind::OdbNetwork => "odbNetworkArn",
+        TargetKind::InternetGateway | TargetKind::VirtualPrivateGateway => "gatewayId",
+        TargetKind::GatewayEndpoint
+        | TargetKind::Instance
+        | TargetKind::Local
+        | TargetKind::Unknown => return None,
+    })
 }
 
 fn source(hand_off: Option<u32>) -> RequestSource {

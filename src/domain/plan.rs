@@ -57,6 +57,10 @@ pub enum TargetKind {
     CarrierGateway,
     LocalGateway,
     CoreNetwork,
+    /// An S3 or DynamoDB *gateway* endpoint (`vpce-`, in `GatewayId` like a GWLB endpoint).
+    /// Its route is the endpoint's association with a table, made by CreateVpcEndpoint or
+    /// ModifyVpcEndpoint, never by CreateRoute: never copied, never replaced.
+    GatewayEndpoint,
     /// An instance target without a network interface id (EC2 normally reports both).
     Instance,
     /// The VPC's own `local` route.
@@ -89,6 +93,7 @@ impl TargetKind {
 
     pub fn name(self) -> &'static str {
         match self {
+            TargetKind::GatewayEndpoint => "gateway-endpoint",
             TargetKind::Instance => "instance",
             TargetKind::Local => "local",
             TargetKind::Unknown => "unknown",
@@ -350,6 +355,11 @@ pub enum Refusal {
     LocalRoute { destination: Destination },
     #[error("the route for {destination} is propagated from a virtual private gateway; only static routes (origin CreateRoute) are synced")]
     PropagatedRoute { destination: Destination },
+    #[error("the route for {destination} via {target} is a gateway endpoint's association with the table (made by its VPC endpoint, not by CreateRoute); it is never copied")]
+    GatewayEndpointRoute {
+        destination: Destination,
+        target: String,
+    },
     #[error("the route for {destination} has origin {origin}; only routes created by CreateRoute are synced")]
     NotCreatedByCreateRoute {
         destination: Destination,
@@ -385,6 +395,7 @@ impl Refusal {
             Refusal::RouteNotInMainTable { .. } => "route-not-in-main-table",
             Refusal::LocalRoute { .. } => "local-route",
             Refusal::PropagatedRoute { .. } => "propagated-route",
+            Refusal::GatewayEndpointRoute { .. } => "gateway-endpoint-route",
             Refusal::NotCreatedByCreateRoute { .. } => "not-created-by-create-route",
             Refusal::NotActive { .. } => "route-not-active",
             Refusal::TargetKindNotAllowed { .. } => "target-kind-not-allowed",
@@ -420,6 +431,12 @@ pub enum SkipReason {
     },
     #[error("its route for {destination} is the local route; left as is")]
     LocalRouteInTable { destination: Destination },
+    /// An S3 or DynamoDB gateway endpoint's route belongs to the endpoint.
+    #[error("its route for {destination} via {existing} belongs to a gateway endpoint (S3 or DynamoDB); left as is")]
+    GatewayEndpointRoute {
+        destination: Destination,
+        existing: Target,
+    },
 }
 
 impl SkipReason {
@@ -429,6 +446,7 @@ impl SkipReason {
             SkipReason::PropagatedRouteInTable { .. } => "propagated-route-in-table",
             SkipReason::ForeignOrigin { .. } => "foreign-origin",
             SkipReason::LocalRouteInTable { .. } => "local-route-in-table",
+            SkipReason::GatewayEndpointRoute { .. } => "gateway-endpoint-route",
         }
     }
 
@@ -437,7 +455,8 @@ impl SkipReason {
         match self {
             SkipReason::ConflictingTarget { existing, .. }
             | SkipReason::PropagatedRouteInTable { existing, .. }
-            | SkipReason::ForeignOrigin { existing, .. } => existing.to_string(),
+            | SkipReason::ForeignOrigin { existing, .. }
+            | SkipReason::GatewayEndpointRoute { existing, .. } => existing.to_string(),
             SkipReason::LocalRouteInTable { .. } => "local".to_owned(),
         }
     }
@@ -744,6 +763,12 @@ fn check_eligible(route: &Route, policy: &Policy) -> Result<(), Refusal> {
     if route.origin == RouteOrigin::EnableVgwRoutePropagation {
         return Err(Refusal::PropagatedRoute { destination });
     }
+    if route.target.kind == TargetKind::GatewayEndpoint {
+        return Err(Refusal::GatewayEndpointRoute {
+            destination,
+            target: route.target.id.clone(),
+        });
+    }
     if route.origin != RouteOrigin::CreateRoute {
         return Err(Refusal::NotCreatedByCreateRoute {
             destination,
@@ -815,6 +840,13 @@ pub fn plan_delete(custom: &RouteTable, destination: &Destination, policy: &Poli
 fn not_ours(existing: &Route) -> Option<SkipReason> {
     let destination = existing.destination.clone();
     match &existing.origin {
+        // Reported with origin CreateRoute, but the endpoint's own.
+        RouteOrigin::CreateRoute if existing.target.kind == TargetKind::GatewayEndpoint => {
+            Some(SkipReason::GatewayEndpointRoute {
+                destination,
+                existing: existing.target.clone(),
+            })
+        }
         RouteOrigin::CreateRoute => None,
         RouteOrigin::CreateRouteTable => Some(SkipReason::LocalRouteInTable { destination }),
         RouteOrigin::EnableVgwRoutePropagation => Some(SkipReason::PropagatedRouteInTable {
@@ -840,4 +872,58 @@ pub fn main_target<'a>(
         .find(|t| t.is_main)
         .and_then(|t| t.route_for(destination))
         .map(|r| &r.target)
+}
+
+/// A route write that EC2 acknowledged during this request: `before` is what the table had
+/// (`None`: no route), `after` what was written (`None`: deleted).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnWrite {
+    pub vpc_id: String,
+    pub table_id: String,
+    pub destination: Destination,
+    pub before: Option<Target>,
+    pub after: Option<Target>,
+}
+
+/// Makes a re-read agree with the writes EC2 has already acknowledged to us. EC2's reads lag
+/// its writes: a table read right after our write may still show what the write replaced.
+/// Planning from that would either write the same route again (harmless, but each rewrite
+/// lags too, so it never settles) or, worse, miss that our write is now wrong: after a
+/// failback, a stale read showing the old next hop looks "already right" while the table
+/// really holds the one we just wrote. So where a table still shows exactly what one of our
+/// writes replaced, the write is taken as done. A table that shows anything else has been
+/// written since (by someone else) and is believed as read. Returns how many routes were
+/// taken from our writes rather than from the read.
+pub fn believe_own_writes(tables: &mut [RouteTable], writes: &[OwnWrite]) -> usize {
+    let mut believed = 0;
+    for write in writes {
+        let Some(table) = tables.iter_mut().find(|t| t.id == write.table_id) else {
+            continue; // gone since: nothing to believe
+        };
+        let position = table.routes.iter().position(|r| {
+            r.destination == write.destination && r.origin == RouteOrigin::CreateRoute
+        });
+        let shown = position.map(|i| &table.routes[i].target);
+        if shown != write.before.as_ref() || write.before == write.after {
+            continue;
+        }
+        believed += 1;
+        match (position, &write.after) {
+            (Some(i), Some(after)) => {
+                table.routes[i].target = after.clone();
+                table.routes[i].state = RouteState::Active;
+            }
+            (Some(i), None) => {
+                table.routes.remove(i);
+            }
+            (None, Some(after)) => table.routes.push(Route {
+                destination: write.destination.clone(),
+                target: after.clone(),
+                state: RouteState::Active,
+                origin: RouteOrigin::CreateRoute,
+            }),
+            (None, None) => {}
+        }
+    }
+    believed
 }

@@ -16,6 +16,10 @@ pub enum Outcome {
     /// The deadline came before every write was made: what was written stands, and the rest
     /// was handed on to a new invocation, which re-reads and continues. Not a failure.
     Progressing,
+    /// A fresh event that EC2's reads do not show yet (they lag its writes). Nothing was
+    /// decided from that read and nothing written; the event is tried again later (handed on
+    /// to a new invocation, or retried). Not a failure and not a refusal.
+    WaitingForEc2,
     /// A valid request that the eligibility rules refuse (see `reason`).
     Refused,
     /// An event that is not ours to act on (a failed call, another region ...).
@@ -34,6 +38,7 @@ impl Outcome {
             Outcome::Unchanged => "unchanged",
             Outcome::DryRun => "dry-run",
             Outcome::Progressing => "progressing",
+            Outcome::WaitingForEc2 => "waiting-for-ec2",
             Outcome::Refused => "refused",
             Outcome::Ignored => "ignored",
             Outcome::Rejected => "rejected",
@@ -107,6 +112,11 @@ pub struct TableReport {
     /// The next hop after (or after the change, for a dry run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub after: Option<String>,
+    /// A stable code for why the pair was skipped, deferred or failed (`table-deleted`,
+    /// `conflicting-target`, `gateway-endpoint-route` ...), for scripts and log queries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The same, in a sentence for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -162,6 +172,23 @@ impl Counts {
             TableActionTaken::Deferred => self.deferred += 1,
             TableActionTaken::Failed => self.failed += 1,
         }
+    }
+
+    /// Undoes `add`, for a pair whose first outcome a later pass replaced.
+    pub fn remove(&mut self, action: TableActionTaken) {
+        let count = match action {
+            TableActionTaken::Created => &mut self.created,
+            TableActionTaken::Replaced => &mut self.replaced,
+            TableActionTaken::Deleted => &mut self.deleted,
+            TableActionTaken::Unchanged => &mut self.unchanged,
+            TableActionTaken::Skipped => &mut self.skipped,
+            TableActionTaken::WouldCreate
+            | TableActionTaken::WouldReplace
+            | TableActionTaken::WouldDelete => &mut self.would_change,
+            TableActionTaken::Deferred => &mut self.deferred,
+            TableActionTaken::Failed => &mut self.failed,
+        };
+        *count = count.saturating_sub(1);
     }
 
     pub fn changed(&self) -> u32 {
@@ -262,6 +289,7 @@ mod tests {
             Outcome::Unchanged,
             Outcome::DryRun,
             Outcome::Progressing,
+            Outcome::WaitingForEc2,
             Outcome::Refused,
             Outcome::Ignored,
             Outcome::Rejected,

@@ -54,6 +54,9 @@ pub enum RequestSource {
         caller: Option<String>,
         /// When CloudTrail recorded the call: the start of the lag a user waits through.
         event_time: Option<SystemTime>,
+        /// How many times this event was handed on because EC2's reads did not show it yet
+        /// (0 as CloudTrail delivers it).
+        waits: u32,
     },
     /// EventBridge's scheduled sweep.
     Schedule,

@@ -1,127 +1,28 @@
-//! The reconcile engine: read the tables in scope, plan in pure code, write concurrently,
-//! report, notify. Every trigger comes through `Syncer::run`; AWS sits behind two small
-//! ports (`RouteTables`, `Notifier`) so that this file is tested with in-memory fakes as
-//! well as against moto.
+//! The reconcile engine: read the tables in scope, plan in pure code, write, read again
+//! until a read finds nothing left to do, report, notify. Every trigger comes through
+//! `Syncer::run`; AWS sits behind the ports of `domain::ports`, so that this file is tested
+//! with in-memory fakes as well as against moto. The writes themselves are `domain::write`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
-use crate::domain::notice::{self, Notice};
+use crate::domain::notice;
 use crate::domain::plan::{
-    self, Action, Destination, Destinations, Policy, Refusal, RouteTable, Scope, Target, VpcPlan,
+    self, Destination, Destinations, OwnWrite, Policy, Refusal, RouteTable, Scope, VpcPlan,
+};
+pub use crate::domain::ports::{
+    AwsError, HandOff, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode,
+    WriteOutcome,
 };
 use crate::domain::report::{NoticeStatus, Outcome, Report, TableActionTaken, TableReport};
 use crate::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
+use crate::domain::write::{log_table, settled, WriteJob, Written};
 
-/// How a failed AWS call may be retried. Decided by the adapter, acted on by `retry`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetryClass {
-    /// `RequestLimitExceeded` and friends: wait for the token bucket to refill.
-    Throttled,
-    /// 5xx, timeouts, dropped connections: likely to work a moment later.
-    Transient,
-    /// Will fail the same way again (bad parameters, no permission ...).
-    Permanent,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{operation} failed: {}{message}", code.as_deref().map(|c| format!("{c}: ")).unwrap_or_default())]
-pub struct AwsError {
-    pub operation: &'static str,
-    pub code: Option<String>,
-    pub message: String,
-    pub retry: RetryClass,
-}
-
-/// A route write that did not happen. The first two are EC2 telling us the table changed
-/// under us since we read it; the engine re-decides that table rather than guess.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum WriteError {
-    #[error("the route already exists")]
-    AlreadyExists,
-    #[error("the route does not exist")]
-    NotFound,
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteMode {
-    Create,
-    Replace,
-    Delete,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RouteWrite {
-    pub table_id: String,
-    pub destination: Destination,
-    /// The next hop to write; `None` for a delete.
-    pub target: Option<Target>,
-    pub mode: WriteMode,
-    pub dry_run: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    Written,
-    /// EC2 answered `DryRunOperation`: the call would have succeeded.
-    DryRunPassed,
-}
-
-/// The EC2 port. `deadline` bounds retries: past it an adapter gives up and reports.
-pub trait RouteTables: Sync {
-    /// One table by id, or `None` if EC2 does not know it.
-    fn table(
-        &self,
-        table_id: &str,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<Option<RouteTable>, AwsError>> + Send;
-    /// Every route table of these VPCs, in one call (following pages if EC2 pages).
-    fn vpc_tables(
-        &self,
-        vpc_ids: &[String],
-        deadline: Instant,
-    ) -> impl Future<Output = Result<Vec<RouteTable>, AwsError>> + Send;
-    /// Every route table in the region, in one paged call.
-    fn all_tables(
-        &self,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<Vec<RouteTable>, AwsError>> + Send;
-    fn write_route(
-        &self,
-        write: &RouteWrite,
-        deadline: Instant,
-    ) -> impl Future<Output = Result<WriteOutcome, WriteError>> + Send;
-    /// Calls throttled so far by this process (each was retried), for the metrics.
-    fn throttled_calls(&self) -> u32 {
-        0
-    }
-}
-
-/// The notice port (SNS in production).
-pub trait Notifier: Sync {
-    fn publish(&self, notice: &Notice) -> impl Future<Output = Result<(), String>> + Send;
-}
-
-/// The hand-off port: starts a new invocation that continues a reconcile (Lambda's
-/// asynchronous Invoke of this same function, in production). Boxed, so the engine can hold
-/// one or none without another type parameter.
-pub trait HandOff: Send + Sync {
-    fn hand_off<'a>(
-        &'a self,
-        request: &'a SyncRequest,
-    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
-}
-
-/// A reconcile that still has work after this many hand-offs (an hour of writes at EC2's
-/// default pace with a 60 s timeout) stops and fails, so a loop cannot run for ever.
+/// A request still unfinished after this many hand-offs stops and fails, so a loop cannot
+/// run for ever (an hour of writes at EC2's default pace with a 60 s timeout).
 pub const MAX_HAND_OFFS: u32 = 60;
 
 /// Settings of the engine, parsed once from configuration.
@@ -131,10 +32,18 @@ pub struct SyncSettings {
     /// Writes in flight at once for one request. Enough for every table of a typical VPC
     /// at once; bounded so a VPC with hundreds of tables does not empty EC2's bucket.
     pub max_concurrent_writes: usize,
-    /// How fresh an event must be for a disagreeing read to be read again, and the pause
-    /// before that second read (EC2's API is eventually consistent).
+    /// How fresh an event must be for a read that contradicts it to be waited out rather
+    /// than believed (EC2's API is eventually consistent).
     pub fresh_event: Duration,
+    /// The first pause before reading again; each later one doubles (1, 2, 4 s), as EC2's
+    /// guide recommends ("starting with a couple of seconds").
     pub consistency_pause: Duration,
+    /// Reads again at most this many times within one invocation; then the event is handed
+    /// on (tried again later) as `waiting-for-ec2`.
+    pub consistency_retries: u32,
+    /// Reads after writing, at most, to check that the tables say what the main table says
+    /// (another invocation may have written meanwhile). A quiet VPC needs one.
+    pub max_check_reads: u32,
 }
 
 impl Default for SyncSettings {
@@ -144,6 +53,8 @@ impl Default for SyncSettings {
             max_concurrent_writes: 16,
             fresh_event: Duration::from_secs(60),
             consistency_pause: Duration::from_secs(1),
+            consistency_retries: 3,
+            max_check_reads: 3,
         }
     }
 }
@@ -157,16 +68,26 @@ pub struct Syncer<E, N> {
     ec2: E,
     notifier: Option<N>,
     hand_off: Option<Arc<dyn HandOff>>,
+    /// `watch`: work the deadline leaves is carried on by the next pass, not handed off.
+    next_pass_continues: bool,
     /// Set to stop starting writes (`watch` on SIGINT): those in flight finish.
     stop: Arc<std::sync::atomic::AtomicBool>,
     settings: SyncSettings,
     vpc_of_table: Mutex<HashMap<String, String>>,
+    /// When each (main table, destination) last had an event that a read confirmed: a read
+    /// that contradicts an older event but matches a newer one shows the newer change.
+    confirmed: Mutex<HashMap<(String, Destination), SystemTime>>,
 }
 
 /// Why loading the tables ended the request early.
 enum Stop {
     Refused(Refusal),
-    Ignored { code: &'static str, message: String },
+    Ignored {
+        code: &'static str,
+        message: String,
+    },
+    /// A fresh event that EC2's reads still contradict after backing off.
+    Waiting(String),
     Failed(AwsError),
 }
 
@@ -188,25 +109,17 @@ struct Loaded {
     scope: Scope,
 }
 
-/// One write to make: a destination in one table, as planned.
-#[derive(Clone, Copy)]
-struct WriteJob<'a> {
-    vpc_id: &'a str,
-    destination: &'a Destination,
-    target: Option<&'a Target>,
-    table_id: &'a str,
-    action: &'a Action,
-}
-
 impl<E: RouteTables, N: Notifier> Syncer<E, N> {
     pub fn new(ec2: E, notifier: Option<N>, settings: SyncSettings) -> Self {
         Self {
             ec2,
             notifier,
             hand_off: None,
+            next_pass_continues: false,
             stop: Arc::default(),
             settings,
             vpc_of_table: Mutex::new(HashMap::new()),
+            confirmed: Mutex::new(HashMap::new()),
         }
     }
 
@@ -216,14 +129,26 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         self.stop.clone()
     }
 
-    /// Lets a reconcile that meets its deadline hand the rest on instead of failing.
+    /// Lets a request that meets its deadline (or waits for EC2) hand the rest on to a new
+    /// invocation instead of failing.
     pub fn with_hand_off(mut self, hand_off: Arc<dyn HandOff>) -> Self {
         self.hand_off = Some(hand_off);
         self
     }
 
+    /// For `watch`: the next pass reads again and carries on whatever the deadline left, so
+    /// deferred work is progress, never a failure.
+    pub fn continued_by_next_pass(mut self) -> Self {
+        self.next_pass_continues = true;
+        self
+    }
+
     pub fn settings(&self) -> &SyncSettings {
         &self.settings
+    }
+
+    pub(crate) fn ec2(&self) -> &E {
+        &self.ec2
     }
 
     /// Reconciles what `request` names and reports every decision.
@@ -255,6 +180,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             Ok(loaded) => loaded,
             Err(Stop::Refused(refusal)) => return refused(report, &refusal),
             Err(Stop::Ignored { code, message }) => return ignored(report, code, message),
+            Err(Stop::Waiting(message)) => {
+                report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
+                return self.wait_for_ec2(request, report, message).await;
+            }
             Err(Stop::Failed(error)) => {
                 report.message = format!("could not read the route tables: {error}");
                 report.error = Some(error.to_string());
@@ -283,56 +212,233 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         if let [plan] = plans.as_slice() {
             report.vpc_id = Some(plan.vpc_id.clone());
             report.main_route_table_id = Some(plan.main_table_id.clone());
-            if let (Some(route), Some(_)) = (plan.routes.first(), &named) {
-                report.target = route.target.as_ref().map(ToString::to_string);
-            }
         }
 
-        self.apply(
-            &plans,
-            request.dry_run,
-            named.as_ref(),
-            deadline,
-            &mut report,
-        )
-        .await;
-        if report.counts.deferred > 0 {
-            self.hand_on(request, &mut report).await;
+        let mut own = self
+            .apply(
+                &plans,
+                request.dry_run,
+                named.as_ref(),
+                deadline,
+                &mut report,
+            )
+            .await;
+        // Another invocation may have written these tables meanwhile (a failback during a
+        // failover, a duplicate event, a sweep): read again until a read finds nothing to do.
+        let mut unchecked = BTreeSet::new();
+        if !own.is_empty() && report.counts.deferred == 0 {
+            unchecked = self
+                .converge(&loaded.scope, &mut plans, &mut own, deadline, &mut report)
+                .await;
+        }
+        if let ([plan], Some(named)) = (plans.as_slice(), &named) {
+            report.target = plan
+                .routes
+                .iter()
+                .find(|r| r.destination == *named)
+                .and_then(|r| r.target.as_ref())
+                .map(ToString::to_string);
+        }
+        if report.counts.deferred > 0 || !unchecked.is_empty() {
+            self.hand_on(request, &mut report, unchecked).await;
         }
         report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
         summarise(&mut report, &plans, &loaded.scope);
-
-        if let Some(notice) = notice::notice_for(&report, request) {
-            report.notice = match &self.notifier {
-                None => NoticeStatus::Disabled,
-                Some(notifier) => match notifier.publish(&notice).await {
-                    Ok(()) => NoticeStatus::Published,
-                    Err(error) => {
-                        // The routes are what matter: a lost notice is logged, never undone.
-                        tracing::error!(decision = "notice-failed", error = %error, subject = %notice.subject);
-                        NoticeStatus::Failed
-                    }
-                },
-            };
-        }
+        self.notify(request, &mut report).await;
         report
     }
 
-    /// Some writes met the deadline: start a new invocation per VPC that re-reads it and
-    /// continues. Where that cannot be done (not on Lambda, the hop limit, the hand-off call
-    /// failed), the deferred writes fail the request instead, so Lambda's own retry of this
-    /// event continues from the current state.
-    async fn hand_on(&self, request: &SyncRequest, report: &mut Report) {
+    async fn notify(&self, request: &SyncRequest, report: &mut Report) {
+        let Some(notice) = notice::notice_for(report, request) else {
+            return;
+        };
+        report.notice = match &self.notifier {
+            None => NoticeStatus::Disabled,
+            Some(notifier) => match notifier.publish(&notice).await {
+                Ok(()) => NoticeStatus::Published,
+                Err(error) => {
+                    // The routes are what matter: a lost notice is logged, never undone.
+                    tracing::error!(decision = "notice-failed", error = %error, subject = %notice.subject);
+                    NoticeStatus::Failed
+                }
+            },
+        };
+    }
+
+    /// After writing: reads the VPCs written to again (one call), believes the writes EC2
+    /// acknowledged where the read still shows what they replaced (`believe_own_writes`),
+    /// plans again and writes what that plan asks for, until a read finds nothing to do.
+    /// That is what makes the last word win: whichever invocation ends last has read the
+    /// tables after every write it made, and put right what any other invocation (working
+    /// from an older read) wrote over them. Returns the VPCs it could not check before the
+    /// deadline or `max_check_reads`: their check is handed on.
+    async fn converge(
+        &self,
+        scope: &Scope,
+        plans: &mut [VpcPlan],
+        own: &mut Vec<OwnWrite>,
+        deadline: Instant,
+        report: &mut Report,
+    ) -> BTreeSet<String> {
+        let mut dirty: BTreeSet<String> = own.iter().map(|w| w.vpc_id.clone()).collect();
+        let mut reads = 0;
+        while !dirty.is_empty() {
+            if reads >= self.settings.max_check_reads || Instant::now() >= deadline {
+                tracing::warn!(decision = "check-handed-on", vpcs = ?dirty, reads, "the tables were still changing; checking them again is handed on");
+                return dirty;
+            }
+            reads += 1;
+            report.calls.describe_route_tables += 1;
+            let vpcs: Vec<String> = dirty.iter().cloned().collect();
+            let tables = match self.ec2.vpc_tables(&vpcs, deadline).await {
+                Ok(tables) => tables,
+                Err(error) => {
+                    tracing::warn!(decision = "check-handed-on", vpcs = ?dirty, error = %error, "the read after writing failed");
+                    return dirty;
+                }
+            };
+            let mut by_vpc: BTreeMap<String, Vec<RouteTable>> = BTreeMap::new();
+            for table in tables {
+                by_vpc.entry(table.vpc_id.clone()).or_default().push(table);
+            }
+            let mut again = Vec::new();
+            for vpc in &dirty {
+                // A VPC deleted meanwhile has nothing left to check.
+                let Some(mut tables) = by_vpc.remove(vpc) else {
+                    continue;
+                };
+                let believed = plan::believe_own_writes(&mut tables, own);
+                match plan::reconcile(&tables, scope, &self.settings.policy) {
+                    Ok(fresh) => {
+                        if let Some(slot) = plans.iter_mut().find(|p| p.vpc_id == *vpc) {
+                            *slot = fresh.clone();
+                        }
+                        let writes = fresh.writes().count();
+                        tracing::info!(decision = "checked", vpc = %vpc, pass = reads, believed, writes);
+                        if writes > 0 {
+                            again.push(fresh);
+                        }
+                    }
+                    // The destination left the main table, or the table was deleted: the
+                    // request's own rules say nothing more is to be written.
+                    Err(refusal) => {
+                        tracing::info!(decision = "checked", vpc = %vpc, pass = reads, reason = refusal.code(), summary = %refusal)
+                    }
+                }
+            }
+            if again.is_empty() {
+                return BTreeSet::new();
+            }
+            tracing::info!(
+                decision = "converge",
+                pass = reads,
+                "the tables changed while syncing: writing again"
+            );
+            dirty.clear();
+            for written in self.write_plans(&again, false, deadline).await {
+                report.calls.describe_route_tables += written.calls.reads;
+                report.calls.route_writes += written.calls.writes;
+                if let Some(write) = written.own {
+                    dirty.insert(write.vpc_id.clone());
+                    own.push(write);
+                }
+                merge_rewrite(report, written.entry);
+            }
+            if report.counts.deferred > 0 {
+                return BTreeSet::new(); // handed on with the deferred tables
+            }
+        }
+        BTreeSet::new()
+    }
+
+    /// A fresh event that the read still contradicts: nothing is decided from that read.
+    /// The same request goes to a new invocation (which backs off again, until the event is
+    /// no longer fresh and the read is believed); without a hand-off the report says so.
+    async fn wait_for_ec2(
+        &self,
+        request: &SyncRequest,
+        mut report: Report,
+        message: String,
+    ) -> Report {
+        report.outcome = Outcome::WaitingForEc2;
+        report.reason = Some("waiting-for-ec2".into());
+        report.message = message;
+        let RequestSource::CloudTrail { waits, .. } = &request.source else {
+            return report;
+        };
+        let next = SyncRequest {
+            source: match &request.source {
+                RequestSource::CloudTrail {
+                    event_name,
+                    event_id,
+                    caller,
+                    event_time,
+                    ..
+                } => RequestSource::CloudTrail {
+                    event_name: event_name.clone(),
+                    event_id: event_id.clone(),
+                    caller: caller.clone(),
+                    event_time: *event_time,
+                    waits: waits + 1,
+                },
+                other => other.clone(),
+            },
+            ..request.clone()
+        };
+        match &self.hand_off {
+            None => report.message.push_str("; run it again in a few seconds"),
+            Some(_) if *waits >= MAX_HAND_OFFS => {
+                report.outcome = Outcome::Failed;
+                report.error = Some(format!(
+                    "EC2's reads still contradict the event after {MAX_HAND_OFFS} hand-offs"
+                ));
+            }
+            Some(hand_off) => match hand_off.hand_off(&next).await {
+                Ok(()) => {
+                    report.message.push_str("; handed on to be tried again");
+                    tracing::info!(
+                        decision = "hand-off",
+                        reason = "waiting-for-ec2",
+                        waits = waits + 1
+                    );
+                }
+                // Failing the invocation makes Lambda retry the event itself.
+                Err(error) => {
+                    report.outcome = Outcome::Failed;
+                    report.error = Some(format!("the hand-off failed: {error}"));
+                }
+            },
+        }
+        tracing::info!(decision = "waiting-for-ec2", summary = %report.message);
+        report
+    }
+
+    /// Some writes met the deadline (or a check after writing could not be made): start a
+    /// new invocation per VPC that re-reads it and continues. Where that cannot be done (not
+    /// on Lambda, the hop limit, the hand-off call failed), the deferred writes of the VPCs
+    /// not handed on fail the request instead, so Lambda's own retry of this event continues
+    /// from the current state. Under `watch`, the next pass continues.
+    async fn hand_on(
+        &self,
+        request: &SyncRequest,
+        report: &mut Report,
+        unchecked: BTreeSet<String>,
+    ) {
         let hops = match request.source {
             RequestSource::HandOff { hops } => hops,
             _ => 0,
         };
-        let vpcs: BTreeSet<String> = report
+        let mut vpcs: BTreeSet<String> = report
             .tables
             .iter()
             .filter(|t| t.action == TableActionTaken::Deferred)
             .map(|t| t.vpc_id.clone())
             .collect();
+        vpcs.extend(unchecked);
+        if self.hand_off.is_none() && self.next_pass_continues {
+            return;
+        }
+        let mut handed = BTreeSet::new();
         let unable = match &self.hand_off {
             None => Some("no hand-off outside Lambda".to_owned()),
             Some(_) if hops >= MAX_HAND_OFFS => {
@@ -342,33 +448,35 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 let mut unable = None;
                 for vpc in vpcs {
                     let next = SyncRequest {
-                        subject: continuation(&request.subject, vpc),
+                        subject: continuation(&request.subject, vpc.clone()),
                         dry_run: request.dry_run,
                         source: RequestSource::HandOff { hops: hops + 1 },
                     };
                     if let Err(error) = hand_off.hand_off(&next).await {
                         unable = Some(format!("the hand-off failed: {error}"));
-                        break;
+                        continue;
                     }
                     tracing::info!(decision = "hand-off", request = ?next.subject, hops = hops + 1);
+                    handed.insert(vpc);
                 }
                 unable
             }
         };
-        if let Some(why) = unable {
-            for table in &mut report.tables {
-                if table.action == TableActionTaken::Deferred {
-                    table.action = TableActionTaken::Failed;
-                    table.reason = Some(format!(
-                        "{}; {why}",
-                        table.reason.as_deref().unwrap_or("not written")
-                    ));
-                }
+        let Some(why) = unable else {
+            return;
+        };
+        for table in &mut report.tables {
+            if table.action == TableActionTaken::Deferred && !handed.contains(&table.vpc_id) {
+                report.counts.remove(TableActionTaken::Deferred);
+                report.counts.add(TableActionTaken::Failed);
+                table.action = TableActionTaken::Failed;
+                table.reason = Some(format!(
+                    "{}; {why}",
+                    table.reason.as_deref().unwrap_or("not written")
+                ));
             }
-            report.counts.failed += report.counts.deferred;
-            report.counts.deferred = 0;
-            report.error = Some(why);
         }
+        report.error = Some(why);
     }
 
     /// Reads what the request needs, as few calls as it can: one for a warm route event, a
@@ -426,12 +534,18 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     .into());
                 }
                 if let Some(expected) = expected {
-                    if self.read_lags(&tables, destination, expected, &request.source) {
-                        tracing::info!(decision = "read-again", table = %table_id, destination = %destination, "the main table does not show the event's change yet");
-                        let pause = self.settings.consistency_pause;
-                        tokio::time::sleep_until((Instant::now() + pause).min(deadline)).await;
-                        tables = self.read_vpc(&vpc, deadline, report).await?;
-                    }
+                    tables = self
+                        .settle_read(
+                            &vpc,
+                            table_id,
+                            destination,
+                            expected,
+                            request,
+                            tables,
+                            deadline,
+                            report,
+                        )
+                        .await?;
                 }
                 Ok(Loaded {
                     vpcs: vec![tables],
@@ -576,38 +690,88 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         }
     }
 
-    /// Whether the main table, as just read, still disagrees with a fresh event: EC2's
-    /// reads may lag a write by a moment. A late event is answered from the state as read,
-    /// so it stays cheap.
-    fn read_lags(
+    /// A fresh event whose read contradicts it (EC2's reads lag its writes): back off and
+    /// read again, 1, 2, 4 s while the deadline allows, and never decide from a read that
+    /// still contradicts it. An event older than `fresh_event`, or one whose read shows a
+    /// change newer than itself, is decided from the read.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle_read(
         &self,
-        tables: &[RouteTable],
+        vpc: &str,
+        table_id: &str,
         destination: &Destination,
         expected: &MainRoute,
-        source: &RequestSource,
-    ) -> bool {
+        request: &SyncRequest,
+        mut tables: Vec<RouteTable>,
+        deadline: Instant,
+        report: &mut Report,
+    ) -> Result<Vec<RouteTable>, Stop> {
         let RequestSource::CloudTrail {
             event_time: Some(event_time),
+            event_name,
             ..
-        } = source
+        } = &request.source
         else {
-            return false;
+            return Ok(tables);
         };
-        let age = SystemTime::now()
-            .duration_since(*event_time)
-            .unwrap_or_default();
-        if age > self.settings.fresh_event {
-            return false;
-        }
-        let now = plan::main_target(tables, destination);
-        match expected {
-            MainRoute::To(target) => now != Some(target),
-            MainRoute::Gone => now.is_some(),
+        let key = (table_id.to_owned(), destination.clone());
+        let mut pause = self.settings.consistency_pause;
+        let mut retries = 0;
+        loop {
+            let shown = plan::main_target(&tables, destination);
+            let agrees = match expected {
+                MainRoute::To(target) => shown == Some(target),
+                MainRoute::Gone => shown.is_none(),
+            };
+            if agrees {
+                self.confirm(key, *event_time);
+                return Ok(tables);
+            }
+            let age = SystemTime::now()
+                .duration_since(*event_time)
+                .unwrap_or_default();
+            if age > self.settings.fresh_event {
+                return Ok(tables);
+            }
+            if self.confirmed_after(&key, *event_time) {
+                tracing::info!(decision = "newer-change", table = %table_id, destination = %destination, "the read shows a change newer than the event");
+                return Ok(tables);
+            }
+            let shown = shown.map_or_else(|| "no route".to_owned(), |t| t.to_string());
+            if retries >= self.settings.consistency_retries || Instant::now() + pause >= deadline {
+                let wanted = match expected {
+                    MainRoute::To(target) => format!("{destination} -> {target}"),
+                    MainRoute::Gone => format!("{destination} deleted"),
+                };
+                return Err(Stop::Waiting(format!(
+                    "{event_name} of {wanted} in {table_id}: EC2's reads do not show it yet (the main table reads {shown} after {retries} reads again); nothing was decided from that read"
+                )));
+            }
+            tracing::info!(decision = "read-again", table = %table_id, destination = %destination, shown = %shown, pause_ms = pause.as_millis() as u64, "the main table does not show the event's change yet");
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            retries += 1;
+            tables = self.read_vpc(vpc, deadline, report).await?;
         }
     }
 
-    /// Writes every (destination, table) pair that needs it, at most
-    /// `max_concurrent_writes` at once, and reports them in plan order.
+    fn confirm(&self, key: (String, Destination), event_time: SystemTime) {
+        let mut confirmed = lock(&self.confirmed);
+        if confirmed.len() >= VPC_CACHE_LIMIT {
+            confirmed.clear();
+        }
+        let at = confirmed.entry(key).or_insert(event_time);
+        *at = (*at).max(event_time);
+    }
+
+    fn confirmed_after(&self, key: &(String, Destination), event_time: SystemTime) -> bool {
+        lock(&self.confirmed)
+            .get(key)
+            .is_some_and(|at| *at > event_time)
+    }
+
+    /// Writes every (destination, table) pair that needs it and reports them all in plan
+    /// order; returns the writes EC2 acknowledged.
     async fn apply(
         &self,
         plans: &[VpcPlan],
@@ -615,47 +779,36 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         named: Option<&Destination>,
         deadline: Instant,
         report: &mut Report,
-    ) {
-        let jobs = plans.iter().flat_map(|plan| {
-            plan.writes().map(move |(route, table)| WriteJob {
-                vpc_id: &plan.vpc_id,
-                destination: &route.destination,
-                target: route.target.as_ref(),
-                table_id: &table.table_id,
-                action: &table.action,
-            })
-        });
-        // Tables re-read after EC2 said one had changed under us: their other pending writes
-        // are re-decided against this fresher copy before they go out.
-        let fresh: Mutex<HashMap<String, RouteTable>> = Mutex::new(HashMap::new());
-        let mut written: HashMap<(String, String, String), TableReport> = stream::iter(jobs)
-            .map(|job| self.write_table(job, dry_run, deadline, &fresh))
-            .buffer_unordered(self.settings.max_concurrent_writes.max(1))
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .map(|(table, calls)| {
-                report.calls.describe_route_tables += calls.reads;
-                report.calls.route_writes += calls.writes;
-                let key = (
-                    table.vpc_id.clone(),
-                    table.destination.clone().unwrap_or_default(),
-                    table.route_table_id.clone(),
-                );
-                (key, table)
-            })
-            .collect();
+    ) -> Vec<OwnWrite> {
+        let mut own = Vec::new();
+        let mut written: HashMap<(String, String, String), TableReport> = HashMap::new();
+        for Written {
+            entry,
+            calls,
+            own: acknowledged,
+        } in self.write_plans(plans, dry_run, deadline).await
+        {
+            report.calls.describe_route_tables += calls.reads;
+            report.calls.route_writes += calls.writes;
+            own.extend(acknowledged);
+            let key = (
+                entry.vpc_id.clone(),
+                entry.destination.clone().unwrap_or_default(),
+                entry.route_table_id.clone(),
+            );
+            written.insert(key, entry);
+        }
 
         for plan in plans {
             for (table_id, skip) in &plan.skipped_tables {
-                let destination = named.map(ToString::to_string);
                 let table = TableReport {
                     vpc_id: plan.vpc_id.clone(),
                     route_table_id: table_id.clone(),
-                    destination,
+                    destination: named.map(ToString::to_string),
                     action: TableActionTaken::Skipped,
                     before: None,
                     after: None,
+                    code: Some(skip.code().to_owned()),
                     reason: Some(skip.to_string()),
                 };
                 log_table(&table, dry_run);
@@ -708,136 +861,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     false => (true, String::new()),
                 });
         }
-    }
-
-    /// Writes one destination in one table. EC2 may disagree with our read (another
-    /// writer, a duplicate event in flight): `RouteAlreadyExists` on create and a missing
-    /// route on replace or delete all mean "look again", so the table is re-read and
-    /// re-decided by the same pure rule, which still refuses to clobber a route of another
-    /// kind.
-    async fn write_table(
-        &self,
-        job: WriteJob<'_>,
-        dry_run: bool,
-        deadline: Instant,
-        fresh: &Mutex<HashMap<String, RouteTable>>,
-    ) -> (TableReport, WriteCalls) {
-        const MAX_REDECISIONS: u32 = 3;
-        let mut calls = WriteCalls::default();
-        let mut redecisions = 0;
-        let fresher = lock(fresh)
-            .get(job.table_id)
-            .map(|table| self.redecide(table, &job));
-        let mut action = match fresher {
-            Some(action) if action != *job.action => {
-                redecisions += 1;
-                action
-            }
-            _ => job.action.clone(),
-        };
-        let result = loop {
-            let current = WriteJob {
-                action: &action,
-                ..job
-            };
-            if let Some(mut settled) = settled(&current) {
-                if settled.action == TableActionTaken::Unchanged && redecisions > 0 {
-                    settled.reason = Some("already in place (written concurrently)".into());
-                }
-                break settled;
-            }
-            // Past the deadline (or once asked to stop) no new write starts.
-            if Instant::now() >= deadline || self.stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let before = match &action {
-                    Action::Replace { before } | Action::Delete { before } => {
-                        Some(before.to_string())
-                    }
-                    _ => None,
-                };
-                break deferred(&job, before, "the deadline came first".into());
-            }
-            let (mode, before) = match &action {
-                Action::Replace { before } => (WriteMode::Replace, Some(before.to_string())),
-                Action::Delete { before } => (WriteMode::Delete, Some(before.to_string())),
-                // Action::Create; `settled` took the others.
-                _ => (WriteMode::Create, None),
-            };
-            let write = RouteWrite {
-                table_id: job.table_id.to_owned(),
-                destination: job.destination.clone(),
-                target: job.target.cloned(),
-                mode,
-                dry_run,
-            };
-            calls.writes += 1;
-            let attempt = match self.ec2.write_route(&write, deadline).await {
-                Ok(outcome) => Attempt::Done(taken(mode, outcome)),
-                Err(WriteError::AlreadyExists | WriteError::NotFound)
-                    if redecisions < MAX_REDECISIONS =>
-                {
-                    Attempt::LookAgain
-                }
-                // The retry loop gives a throttle back only when the deadline is near: the
-                // bucket is slow, not broken, so the write is handed on, not failed.
-                Err(WriteError::Aws(error)) if error.retry == RetryClass::Throttled => {
-                    Attempt::Deferred(error.to_string())
-                }
-                Err(error) => Attempt::Failed(error.to_string()),
-            };
-            match attempt {
-                Attempt::Done(taken) => break table_report(&job, taken, before, None),
-                Attempt::Deferred(error) => {
-                    break deferred(
-                        &job,
-                        before,
-                        format!("still throttled at the deadline ({error})"),
-                    )
-                }
-                Attempt::Failed(error) => {
-                    break table_report(&job, TableActionTaken::Failed, before, Some(error))
-                }
-                Attempt::LookAgain => {
-                    redecisions += 1;
-                    calls.reads += 1;
-                    action = match self.ec2.table(job.table_id, deadline).await {
-                        Ok(Some(table)) => {
-                            let action = self.redecide(&table, &job);
-                            lock(fresh).insert(table.id.clone(), table);
-                            action
-                        }
-                        // A delete that finds the table gone has nothing left to delete.
-                        Ok(None) if job.target.is_none() => Action::Unchanged,
-                        Ok(None) => {
-                            break table_report(
-                                &job,
-                                TableActionTaken::Failed,
-                                before,
-                                Some("the table was deleted during the sync".into()),
-                            )
-                        }
-                        Err(error) => {
-                            break table_report(
-                                &job,
-                                TableActionTaken::Failed,
-                                before,
-                                Some(error.to_string()),
-                            )
-                        }
-                    };
-                    tracing::info!(decision = "redecide", table = job.table_id, destination = %job.destination, action = ?action, "the table changed since it was read");
-                }
-            }
-        };
-        log_table(&result, dry_run);
-        (result, calls)
-    }
-
-    /// The same pure rule as the plan, for one pair, against a fresher copy of its table.
-    fn redecide(&self, table: &RouteTable, job: &WriteJob<'_>) -> Action {
-        match job.target {
-            Some(target) => plan::plan_table(table, job.destination, target),
-            None => plan::plan_delete(table, job.destination, &self.settings.policy),
-        }
+        own
     }
 
     fn cached_vpc(&self, table_id: &str) -> Option<String> {
@@ -852,7 +876,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         cache.insert(table_id.to_owned(), vpc_id.to_owned());
     }
 
-    fn forget(&self, table_id: &str) {
+    pub(crate) fn forget(&self, table_id: &str) {
         self.lock_cache().remove(table_id);
     }
 
@@ -906,96 +930,37 @@ fn subnet_association(table: &RouteTable) -> Stop {
     }
 }
 
-/// How one write to a table went.
-enum Attempt {
-    Done(TableActionTaken),
-    Failed(String),
-    /// Throttled until the deadline: hand it on.
-    Deferred(String),
-    /// EC2 says the table changed since it was read: read it again and re-decide.
-    LookAgain,
-}
-
-fn taken(mode: WriteMode, outcome: WriteOutcome) -> TableActionTaken {
-    match (mode, outcome) {
-        (WriteMode::Create, WriteOutcome::Written) => TableActionTaken::Created,
-        (WriteMode::Replace, WriteOutcome::Written) => TableActionTaken::Replaced,
-        (WriteMode::Delete, WriteOutcome::Written) => TableActionTaken::Deleted,
-        (WriteMode::Create, WriteOutcome::DryRunPassed) => TableActionTaken::WouldCreate,
-        (WriteMode::Replace, WriteOutcome::DryRunPassed) => TableActionTaken::WouldReplace,
-        (WriteMode::Delete, WriteOutcome::DryRunPassed) => TableActionTaken::WouldDelete,
-    }
-}
-
-#[derive(Debug, Default, Clone, Copy)]
-struct WriteCalls {
-    reads: u32,
-    writes: u32,
-}
-
-fn table_report(
-    job: &WriteJob<'_>,
-    action: TableActionTaken,
-    before: Option<String>,
-    reason: Option<String>,
-) -> TableReport {
-    let after = match action {
-        TableActionTaken::Failed | TableActionTaken::Skipped | TableActionTaken::Deferred => {
-            before.clone()
+/// A later pass wrote a pair again: its entry now says where the table ended, from where it
+/// started. A pair that the later pass found already right keeps its first entry.
+fn merge_rewrite(report: &mut Report, entry: TableReport) {
+    let existing = report.tables.iter_mut().find(|t| {
+        t.vpc_id == entry.vpc_id
+            && t.route_table_id == entry.route_table_id
+            && t.destination == entry.destination
+    });
+    match existing {
+        Some(_) if entry.action == TableActionTaken::Unchanged => {}
+        Some(existing) => {
+            report.counts.remove(existing.action);
+            report.counts.add(entry.action);
+            let first_before = existing.before.take();
+            let why = entry.reason.clone();
+            *existing = TableReport {
+                before: first_before,
+                reason: Some(match why {
+                    Some(why) => {
+                        format!("written again, the main table changed during the sync: {why}")
+                    }
+                    None => "written again: the main table changed during the sync".to_owned(),
+                }),
+                ..entry
+            };
         }
-        _ => job.target.map(ToString::to_string),
-    };
-    TableReport {
-        vpc_id: job.vpc_id.to_owned(),
-        route_table_id: job.table_id.to_owned(),
-        destination: Some(job.destination.to_string()),
-        action,
-        before,
-        after,
-        reason,
+        None => {
+            report.counts.add(entry.action);
+            report.tables.push(entry);
+        }
     }
-}
-
-fn deferred(job: &WriteJob<'_>, before: Option<String>, why: String) -> TableReport {
-    table_report(
-        job,
-        TableActionTaken::Deferred,
-        before,
-        Some(format!("not written: {why}")),
-    )
-}
-
-/// The report of a pair that needs no write (unchanged, or skipped with its reason), or
-/// `None` for a write.
-fn settled(job: &WriteJob<'_>) -> Option<TableReport> {
-    let (taken, before, reason) = match job.action {
-        Action::Unchanged => (
-            TableActionTaken::Unchanged,
-            job.target.map(ToString::to_string),
-            None,
-        ),
-        Action::Skip(reason) => (
-            TableActionTaken::Skipped,
-            Some(reason.existing()),
-            Some(reason.to_string()),
-        ),
-        Action::Create | Action::Replace { .. } | Action::Delete { .. } => return None,
-    };
-    Some(table_report(job, taken, before, reason))
-}
-
-/// One log line per table decision, with the before and after.
-fn log_table(table: &TableReport, dry_run: bool) {
-    tracing::info!(
-        decision = table.action.name(),
-        vpc = %table.vpc_id,
-        table = %table.route_table_id,
-        destination = table.destination.as_deref(),
-        before = table.before.as_deref(),
-        after = table.after.as_deref(),
-        reason = table.reason.as_deref(),
-        dry_run,
-    );
 }
 
 fn refused(mut report: Report, refusal: &Refusal) -> Report {

@@ -1,0 +1,303 @@
+//! The last word wins: the engine against the races real EC2 and Lambda produce and moto
+//! never does. Two engines (two function processes: separate caches, separate pacing) work
+//! on one in-memory EC2 whose writes are slow, whose reads can lag the writes, and whose
+//! tables can vanish between a read and a write. Each test ends by checking every custom
+//! table against what the main table says last.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use sync_routes::adapters::memory::{MemoryEc2, MemoryNotifier};
+use sync_routes::domain::plan::{
+    Destination, Route, RouteOrigin, RouteState, RouteTable, Target, TargetKind,
+};
+use sync_routes::domain::report::{NoticeStatus, Outcome, TableActionTaken};
+use sync_routes::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
+use sync_routes::domain::sync::{SyncSettings, Syncer};
+use tokio::time::Instant;
+
+const VPC: &str = "vpc-0000000000000000a";
+const MAIN: &str = "rtb-00000000000000001";
+const DEST: &str = "10.1.0.0/16";
+const TABLES: usize = 20;
+
+fn eni(id: &str) -> Target {
+    Target::new(TargetKind::NetworkInterface, id)
+}
+
+fn dest() -> Destination {
+    Destination::Cidr(DEST.parse().unwrap())
+}
+
+fn route(target: &str) -> Route {
+    Route {
+        destination: dest(),
+        target: eni(target),
+        state: RouteState::Active,
+        origin: RouteOrigin::CreateRoute,
+    }
+}
+
+fn custom(i: usize) -> String {
+    format!("rtb-1{i:016x}")
+}
+
+/// The main table and `TABLES` custom tables all route `DEST` to `target`.
+fn synced_vpc(target: &str) -> Vec<RouteTable> {
+    let mut tables = vec![RouteTable::new(MAIN, VPC, true, vec![route(target)])];
+    for i in 0..TABLES {
+        tables.push(RouteTable::new(&custom(i), VPC, false, vec![route(target)]));
+    }
+    tables
+}
+
+/// The route event CloudTrail delivers for a ReplaceRoute in the main table, just made.
+fn replace_event(target: &str) -> SyncRequest {
+    SyncRequest {
+        subject: Subject::Route {
+            table_id: MAIN.into(),
+            vpc_id: Some(VPC.into()),
+            destination: dest(),
+            expected: Some(MainRoute::To(eni(target))),
+        },
+        dry_run: false,
+        source: RequestSource::CloudTrail {
+            event_name: "ReplaceRoute".into(),
+            event_id: None,
+            caller: None,
+            event_time: Some(SystemTime::now()),
+            waits: 0,
+        },
+    }
+}
+
+fn point_main_at(tables: &mut [RouteTable], target: &str) {
+    let main = tables.iter_mut().find(|t| t.is_main).unwrap();
+    main.routes[0].target = eni(target);
+}
+
+/// Every custom table's next hop for `DEST`, as EC2 really holds it (not as a read shows).
+fn custom_targets(ec2: &MemoryEc2) -> Vec<String> {
+    let tables = ec2.snapshot();
+    (0..TABLES)
+        .map(|i| {
+            let table = tables.iter().find(|t| t.id == custom(i)).unwrap();
+            table
+                .route_for(&dest())
+                .map_or("(none)".to_owned(), |r| r.target.id.clone())
+        })
+        .collect()
+}
+
+fn main_target(ec2: &MemoryEc2) -> String {
+    let tables = ec2.snapshot();
+    let main = tables.iter().find(|t| t.is_main).unwrap();
+    main.route_for(&dest()).unwrap().target.id.clone()
+}
+
+/// Writes one at a time, 20 ms each: 20 tables take 400 ms, time for a failback.
+fn slow_writes() -> SyncSettings {
+    SyncSettings {
+        max_concurrent_writes: 1,
+        consistency_pause: Duration::from_millis(20),
+        ..SyncSettings::default()
+    }
+}
+
+fn later(seconds: u64) -> Instant {
+    Instant::now() + Duration::from_secs(seconds)
+}
+
+/// Issue 19's failback: invocation A moves 20 tables to eni-B, slowly. After its fifth
+/// write the health check fails back to eni-A, and invocation B (another process) handles
+/// that event while A is still writing eni-B into the rest. ReplaceRoute has no
+/// precondition, so A's later writes succeed. A's read after writing sees the main table's
+/// last word and puts every table it moved back on eni-A.
+async fn failback_during_a_failover(read_lag: Duration) {
+    let mut ec2 = MemoryEc2::new(synced_vpc("eni-A"));
+    ec2.write_latency = Duration::from_millis(20);
+    ec2.read_lag = read_lag;
+    let ec2 = Arc::new(ec2);
+    ec2.change(|tables| point_main_at(tables, "eni-B")); // the failover
+    let failback = Arc::new(tokio::sync::Notify::new());
+    {
+        let failback = failback.clone();
+        let mut writes = 0;
+        *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, _| {
+            writes += 1;
+            if writes == 5 {
+                point_main_at(tables, "eni-A");
+                failback.notify_one();
+            }
+        }));
+    }
+    let a = Syncer::new(&*ec2, Some(MemoryNotifier::default()), slow_writes());
+    let b = Syncer::new(&*ec2, Some(MemoryNotifier::default()), slow_writes());
+    let failover = async {
+        // Past the read lag, so that A's first read shows the failover.
+        tokio::time::sleep(read_lag).await;
+        a.run(&replace_event("eni-B"), later(30)).await
+    };
+    let failback_event = async {
+        failback.notified().await;
+        b.run(&replace_event("eni-A"), later(30)).await
+    };
+    let (report_a, report_b) = tokio::join!(failover, failback_event);
+
+    assert_eq!(main_target(&ec2), "eni-A");
+    assert_eq!(
+        custom_targets(&ec2),
+        vec!["eni-A"; TABLES],
+        "every table ends on the main table's last word\nA: {report_a:#?}\nB: {report_b:#?}"
+    );
+    for report in [&report_a, &report_b] {
+        assert!(!report.is_failure(), "{report:#?}");
+        assert_ne!(report.outcome, Outcome::Failed);
+    }
+    assert_eq!(
+        report_a.target.as_deref(),
+        Some("eni-A"),
+        "A reports where it ended"
+    );
+    assert!(
+        report_a.calls.describe_route_tables >= 2,
+        "A read again after writing: {:?}",
+        report_a.calls
+    );
+}
+
+#[tokio::test]
+async fn a_failback_during_a_failover_ends_on_the_main_tables_last_word() {
+    failback_during_a_failover(Duration::ZERO).await;
+}
+
+/// The same with reads that lag the writes by 150 ms: B's first read may not show the
+/// failback yet (B backs off and reads again), and A's read after writing misses its latest
+/// writes (A believes them, see `believe_own_writes`).
+#[tokio::test]
+async fn a_failback_during_a_failover_with_lagging_reads_ends_right() {
+    failback_during_a_failover(Duration::from_millis(150)).await;
+}
+
+/// The read after writing believes the writes EC2 acknowledged: with reads lagging, it does
+/// not write the same routes again. One read, twenty writes, one check (without believing
+/// them: twenty more writes and two more reads, and each rewrite lags again).
+#[tokio::test]
+async fn a_lagging_read_after_writing_causes_no_second_write() {
+    let mut ec2 = MemoryEc2::new(synced_vpc("eni-A"));
+    ec2.read_lag = Duration::from_millis(500);
+    let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
+    ec2.change(|tables| point_main_at(tables, "eni-B"));
+    tokio::time::sleep(Duration::from_millis(550)).await;
+    let report = syncer.run(&replace_event("eni-B"), later(10)).await;
+    assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
+    assert_eq!(report.counts.replaced as usize, TABLES);
+    let (_, reads, writes) = ec2.take_counts();
+    assert_eq!(
+        (reads, writes as usize),
+        (2, TABLES),
+        "a read, the writes, one check"
+    );
+    assert_eq!(custom_targets(&ec2), vec!["eni-B"; TABLES]);
+}
+
+/// Two processes handle the same event at once (Lambda's at-least-once delivery): both
+/// converge, and neither fails on the other's writes.
+#[tokio::test]
+async fn a_duplicate_delivery_in_two_processes_converges() {
+    let mut ec2 = MemoryEc2::new(synced_vpc("eni-A"));
+    ec2.write_latency = Duration::from_millis(5);
+    ec2.change(|tables| point_main_at(tables, "eni-B"));
+    let a = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
+    let b = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
+    let event = replace_event("eni-B");
+    let (ra, rb) = tokio::join!(a.run(&event, later(10)), b.run(&event, later(10)));
+    assert!(!ra.is_failure() && !rb.is_failure(), "{ra:#?}\n{rb:#?}");
+    assert_eq!(custom_targets(&ec2), vec!["eni-B"; TABLES]);
+}
+
+/// Terraform destroys a custom table between the read and the write: that table is
+/// `skipped` with code `table-deleted`, the others are synced, the request succeeds and no
+/// FAILED notice goes out.
+#[tokio::test]
+async fn a_table_deleted_between_the_read_and_the_write_is_skipped() {
+    let ec2 = MemoryEc2::new(synced_vpc("eni-A"));
+    ec2.change(|tables| point_main_at(tables, "eni-B"));
+    let doomed = custom(7);
+    {
+        let doomed = doomed.clone();
+        *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, _| {
+            tables.retain(|t| t.id != doomed);
+        }));
+    }
+    let notices = MemoryNotifier::default();
+    let syncer = Syncer::new(&ec2, Some(&notices), SyncSettings::default());
+    let report = syncer.run(&replace_event("eni-B"), later(10)).await;
+    assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
+    assert!(!report.is_failure());
+    let gone = report
+        .tables
+        .iter()
+        .find(|t| t.route_table_id == doomed)
+        .unwrap();
+    assert_eq!(gone.action, TableActionTaken::Skipped);
+    assert_eq!(gone.code.as_deref(), Some("table-deleted"));
+    assert_eq!(report.counts.replaced as usize, TABLES - 1);
+    assert_eq!(report.counts.failed, 0);
+    assert_eq!(report.notice, NoticeStatus::Published);
+    let sent = notices.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(!sent[0].subject.contains("FAILED"), "{}", sent[0].subject);
+    let tables = ec2.snapshot();
+    assert!(tables.iter().all(|t| t.id != doomed));
+    for t in tables.iter().filter(|t| !t.is_main) {
+        assert_eq!(
+            t.route_for(&dest()).unwrap().target,
+            eni("eni-B"),
+            "{}",
+            t.id
+        );
+    }
+}
+
+/// A VPC deleted during a sweep: its tables are skipped as deleted, other VPCs are synced,
+/// and the sweep succeeds.
+#[tokio::test]
+async fn a_vpc_deleted_during_a_sweep_fails_nothing() {
+    let mut tables = synced_vpc("eni-A");
+    let other_vpc = "vpc-0000000000000000b";
+    tables.push(RouteTable::new(
+        "rtb-20000000000000000",
+        other_vpc,
+        true,
+        vec![route("eni-C")],
+    ));
+    tables.push(RouteTable::new(
+        "rtb-20000000000000001",
+        other_vpc,
+        false,
+        vec![],
+    ));
+    let ec2 = MemoryEc2::new(tables);
+    ec2.change(|tables| point_main_at(tables, "eni-B"));
+    *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, write| {
+        if write.table_id.starts_with("rtb-1") {
+            tables.retain(|t| t.vpc_id != VPC);
+        }
+    }));
+    let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
+    let sweep = SyncRequest {
+        subject: Subject::Reconcile { vpc_id: None },
+        dry_run: false,
+        source: RequestSource::Schedule,
+    };
+    let report = syncer.run(&sweep, later(10)).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!(report.counts.failed, 0);
+    assert_eq!(report.counts.created, 1, "the other VPC's table");
+    assert!(report
+        .tables
+        .iter()
+        .filter(|t| t.vpc_id == VPC)
+        .all(|t| t.code.as_deref() == Some("table-deleted")));
+}
