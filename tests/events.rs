@@ -400,3 +400,68 @@ fn a_hand_off_payload_parses_back_to_its_request() {
         }
     }
 }
+
+/// A route event handed on while EC2's reads did not show it yet parses back to the same
+/// request: the same expected next hop (for every kind that names one), the same event
+/// time (so the next invocation judges its age alike), and one more wait.
+#[test]
+fn a_waiting_event_parses_back_to_the_same_event() {
+    let event_time = SystemTime::UNIX_EPOCH + Duration::from_millis(1_764_000_000_123);
+    let waiting = |destination: Destination, expected: Option<MainRoute>, name: &str| SyncRequest {
+        subject: Subject::Route {
+            table_id: "rtb-0a1b2c3d4e5f60001".into(),
+            vpc_id: None,
+            destination,
+            expected,
+        },
+        dry_run: false,
+        source: RequestSource::CloudTrail {
+            event_name: name.into(),
+            event_id: Some("8d3a1c52-0b7e-4f0a-9c1d-5e6f7a8b9c0d".into()),
+            caller: Some("arn:aws:sts::123456789012:assumed-role/NetworkFailover/x".into()),
+            event_time: Some(event_time),
+            waits: 2,
+        },
+    };
+    let cidr = || Destination::Cidr("10.100.0.0/16".parse().unwrap());
+    let to = |kind, id: &str| Some(MainRoute::To(Target::new(kind, id)));
+    for request in [
+        waiting(
+            cidr(),
+            to(TargetKind::NetworkInterface, "eni-0a1b2c3d4e5f60001"),
+            "ReplaceRoute",
+        ),
+        waiting(
+            cidr(),
+            to(TargetKind::TransitGateway, "tgw-0a1b2c3d4e5f60001"),
+            "CreateRoute",
+        ),
+        waiting(
+            cidr(),
+            to(TargetKind::VpcEndpoint, "vpce-0a1b2c3d4e5f60001"),
+            "CreateRoute",
+        ),
+        waiting(
+            cidr(),
+            to(TargetKind::InternetGateway, "igw-0a1b2c3d4e5f60001"),
+            "CreateRoute",
+        ),
+        waiting(
+            Destination::Cidr("2001:db8::/48".parse().unwrap()),
+            to(TargetKind::NetworkInterface, "eni-0a1b2c3d4e5f60001"),
+            "CreateRoute",
+        ),
+        waiting(
+            Destination::PrefixList("pl-0123456789abcdef0".into()),
+            to(TargetKind::NetworkInterface, "eni-0a1b2c3d4e5f60001"),
+            "ReplaceRoute",
+        ),
+        waiting(cidr(), Some(MainRoute::Gone), "DeleteRoute"),
+    ] {
+        let payload = sync_routes::adapters::trigger::hand_off_payload(&request).unwrap();
+        match parse(&payload, Some("us-east-1")).unwrap() {
+            Trigger::Sync(parsed) => assert_eq!(parsed, request, "{payload}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

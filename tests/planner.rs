@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 use sync_routes::adapters::memory::apply_write;
 use sync_routes::domain::plan::{
-    plan_delete, plan_table, reconcile, Action, Destination, DestinationFilter, Policy, Refusal,
-    Route, RouteOrigin, RouteState, RouteTable, Scope, SkipReason, TableSkip, Target, TargetKind,
-    VpcPlan, SKIP_TAG,
+    believe_own_writes, plan_delete, plan_table, reconcile, Action, Destination, DestinationFilter,
+    OwnWrite, Policy, Refusal, Route, RouteOrigin, RouteState, RouteTable, Scope, SkipReason,
+    TableSkip, Target, TargetKind, VpcPlan, SKIP_TAG,
 };
 use sync_routes::domain::sync::{RouteWrite, WriteMode};
 
@@ -349,6 +349,123 @@ fn kinds_that_share_gateway_id_never_replace_one_another() {
             &Action::Replace {
                 before: igw("igw-old")
             },
+        ]
+    );
+}
+
+/// An S3 or DynamoDB gateway endpoint's route reads like a GWLB endpoint route, but it is
+/// the endpoint's association with the table: never copied (a named request is refused),
+/// never replaced or deleted in a custom table. GWLB endpoint routes are synced as before.
+#[test]
+fn gateway_endpoint_routes_are_never_copied_or_replaced() {
+    let policy = Policy {
+        allowed_kinds: [TargetKind::NetworkInterface, TargetKind::VpcEndpoint].into(),
+        destinations: Some(vec![
+            DestinationFilter::PrefixList("pl-63a5400a".into()),
+            DestinationFilter::PrefixList("pl-0123456789abcdef0".into()),
+        ]),
+        propagate_deletes: true,
+        ..Policy::default()
+    };
+    let s3 = Target::new(TargetKind::GatewayEndpoint, "vpce-0000000000000000a");
+    let gwlb = Target::new(TargetKind::VpcEndpoint, "vpce-0000000000000000b");
+    let tables = [
+        main_with(vec![
+            route("pl-63a5400a", s3.clone()),
+            route("pl-0123456789abcdef0", gwlb.clone()),
+        ]),
+        // Associated with the S3 endpoint too.
+        custom(1, vec![route("pl-63a5400a", s3.clone())]),
+        custom(2, vec![]),
+    ];
+    let refusal = one(&tables, "pl-63a5400a", &policy).unwrap_err();
+    assert_eq!(refusal.code(), "gateway-endpoint-route");
+    assert!(
+        refusal.to_string().contains("gateway endpoint"),
+        "{refusal}"
+    );
+
+    let plan = reconcile(&tables, &Scope::vpc(), &policy).unwrap();
+    let planned: Vec<_> = plan
+        .routes
+        .iter()
+        .map(|r| {
+            (
+                r.destination.to_string(),
+                r.actions
+                    .iter()
+                    .map(|a| a.action.clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        planned,
+        [(
+            "pl-0123456789abcdef0".to_owned(),
+            vec![Action::Create, Action::Create]
+        )],
+        "only the GWLB route is copied; the S3 association is not a route to copy or delete"
+    );
+
+    // A main route for the same prefix list to an ENI never replaces the association.
+    let tables = [
+        main_with(vec![route("pl-63a5400a", eni("eni-1"))]),
+        custom(1, vec![route("pl-63a5400a", s3.clone())]),
+    ];
+    let plan = one(&tables, "pl-63a5400a", &policy).unwrap();
+    assert_eq!(
+        plan.routes[0].actions[0].action.clone(),
+        Action::Skip(SkipReason::GatewayEndpointRoute {
+            destination: dest("pl-63a5400a"),
+            existing: s3.clone(),
+        })
+    );
+    assert_eq!(
+        plan_delete(&tables[1], &dest("pl-63a5400a"), &policy),
+        Action::Skip(SkipReason::GatewayEndpointRoute {
+            destination: dest("pl-63a5400a"),
+            existing: s3,
+        })
+    );
+}
+
+/// A re-read that still shows what our acknowledged write replaced is taken as lagging:
+/// the write is believed. One that shows anything else is believed as read.
+#[test]
+fn a_read_that_lags_our_own_writes_is_corrected_by_them() {
+    let write = |table: &str, before: Option<Target>, after: Option<Target>| OwnWrite {
+        vpc_id: VPC.into(),
+        table_id: table.into(),
+        destination: dest("10.1.0.0/16"),
+        before,
+        after,
+    };
+    let mut tables = vec![
+        custom(1, vec![route("10.1.0.0/16", eni("eni-old"))]), // lagging replace
+        custom(2, vec![]),                                     // lagging create
+        custom(3, vec![route("10.1.0.0/16", eni("eni-other"))]), // someone wrote since
+        custom(4, vec![route("10.1.0.0/16", eni("eni-old"))]), // lagging delete
+    ];
+    let writes = [
+        write(&custom_id(1), Some(eni("eni-old")), Some(eni("eni-new"))),
+        write(&custom_id(2), None, Some(eni("eni-new"))),
+        write(&custom_id(3), Some(eni("eni-old")), Some(eni("eni-new"))),
+        write(&custom_id(4), Some(eni("eni-old")), None),
+        write("rtb-10000000000000009", None, Some(eni("eni-new"))), // deleted since
+    ];
+    assert_eq!(believe_own_writes(&mut tables, &writes), 3);
+    let shown = |t: &RouteTable| {
+        t.route_for(&dest("10.1.0.0/16"))
+            .map(|r| r.target.id.clone())
+    };
+    assert_eq!(
+        tables.iter().map(shown).collect::<Vec<_>>(),
+        [
+            Some("eni-new".into()),
+            Some("eni-new".into()),
+            Some("eni-other".into()),
+            None
         ]
     );
 }

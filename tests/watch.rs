@@ -9,15 +9,23 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{moto_ec2, put_route, route_target, Proxy, Vpc};
+use common::{moto_ec2, put_route, route_target, sns_topic, Proxy, Vpc};
 
 fn watch(args: &[&str], endpoint: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sync-routes"))
+    watch_with_notices(args, endpoint, None)
+}
+
+fn watch_with_notices(args: &[&str], endpoint: &str, topic: Option<&str>) -> Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sync-routes"));
+    match topic {
+        Some(topic) => command.env("SNS_TOPIC_ARN", topic),
+        None => command.env_remove("SNS_TOPIC_ARN"),
+    };
+    command
         .arg("watch")
         .args(args)
         .env_remove("AWS_LAMBDA_RUNTIME_API")
         .env_remove("AWS_PROFILE")
-        .env_remove("SNS_TOPIC_ARN")
         .env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
@@ -150,6 +158,81 @@ async fn custom_tables_follow_within_the_interval_and_sigint_ends_it_cleanly() {
     assert!(stderr.contains("\"decision\":\"read-failed\""), "{stderr}");
     assert!(stdout.contains("synced: reconcile of"), "{stdout}");
     assert!(stdout.contains("created"), "{stdout}");
+}
+
+/// A failover bigger than one pass behind a slow write bucket (2 burst, 2 a second): what a
+/// pass's deadline leaves is carried on by the next pass and reported as progressing, never
+/// failed, so no FAILED notice goes out, not even for the pass that SIGINT stops. Every
+/// route lands. (How close to the bucket's floor: bench/watch.py --bucket.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_failover_goes_on_pass_after_pass_without_a_failed_notice() {
+    let ec2 = moto_ec2().await;
+    let vpc = Vpc::build_with(&ec2, 6).await;
+    let topic = sns_topic().await;
+    let proxy = Proxy::start();
+    proxy.configure(serde_json::json!({"strict_routes": true,
+        "buckets": {"mutate": {"capacity": 2, "refill_per_sec": 2}}}));
+    let cidrs = [
+        "10.60.0.0/16",
+        "10.61.0.0/16",
+        "10.62.0.0/16",
+        "10.63.0.0/16",
+        "10.64.0.0/16",
+    ];
+    for cidr in cidrs {
+        put_route(&ec2, &vpc.main, cidr, &vpc.enis[0]).await;
+    }
+    // 30 writes at 2 a second: more than one 10 s pass.
+    let mut child = watch_with_notices(
+        &["--vpc", &vpc.id, "--interval", "1"],
+        &proxy.url,
+        Some(&topic),
+    );
+    let mut landed = true;
+    for cidr in cidrs {
+        landed &= all_follow(&ec2, &vpc, cidr, &vpc.enis[0], Duration::from_secs(60))
+            .await
+            .is_some();
+    }
+    // A failover stopped half-way by SIGINT: what it did not write is not a failure.
+    for cidr in cidrs {
+        put_route(&ec2, &vpc.main, cidr, &vpc.enis[1]).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    signal(&child, "INT");
+    let (code, _) = wait_exit(&mut child, Duration::from_secs(15));
+    let mut stdout = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    assert!(landed, "every route of the first failover landed\n{stdout}");
+    assert_eq!(code, Some(0));
+    let subjects: Vec<String> = proxy
+        .params("Publish")
+        .iter()
+        .map(|p| p["Subject"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(!subjects.is_empty());
+    assert!(
+        subjects.iter().all(|s| !s.contains("FAILED")),
+        "{subjects:?}"
+    );
+    assert!(stdout.contains("progressing:"), "{stdout}");
+    assert!(stdout.contains("handed on to the next pass"), "{stdout}");
+    assert!(stdout.contains("(not written: stopped)"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .all(|l| !l.starts_with("failed") && !l.trim_start().starts_with("failed")),
+        "{stdout}"
+    );
+    assert!(
+        proxy.calls()["throttled"].as_u64().unwrap_or(0) > 0,
+        "the bucket did throttle"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

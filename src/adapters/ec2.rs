@@ -154,23 +154,26 @@ impl Ec2RouteTables {
                 .filter(|id| !known.contains_key(id))
                 .collect()
         };
+        // Endpoints neither listed nor known (just created, and the list lags): treated as
+        // gateway endpoints for this read, the side that never writes; asked again next time.
+        let mut unlisted = BTreeSet::new();
         if !unknown.is_empty() {
-            let types = self.endpoint_types(&unknown, deadline).await?;
+            let types = self.endpoint_types(deadline).await?;
             let mut known = lock();
             if known.len() > 10_000 {
                 known.clear();
             }
-            for id in unknown {
-                // An endpoint EC2 no longer lists (deleted) is no gateway endpoint of ours.
-                let gateway = types.get(&id).is_some_and(|t| t == "Gateway");
-                known.insert(id, gateway);
+            for (id, kind) in types {
+                known.insert(id, kind == "Gateway");
             }
+            unlisted.extend(unknown.into_iter().filter(|id| !known.contains_key(id)));
         }
         let known = lock();
         for route in tables.iter_mut().flat_map(|t| t.routes.iter_mut()) {
             if matches!(route.destination, Destination::PrefixList(_))
                 && route.target.kind == TargetKind::VpcEndpoint
-                && known.get(&route.target.id) == Some(&true)
+                && (known.get(&route.target.id) == Some(&true)
+                    || unlisted.contains(&route.target.id))
             {
                 route.target.kind = TargetKind::GatewayEndpoint;
             }
@@ -178,16 +181,14 @@ impl Ec2RouteTables {
         Ok(())
     }
 
-    /// `VpcEndpointType` by id. A filter rather than `VpcEndpointIds`: an id that no longer
-    /// exists is then left out of the answer instead of failing the whole call.
-    async fn endpoint_types(
-        &self,
-        ids: &BTreeSet<String>,
-        deadline: Instant,
-    ) -> Result<HashMap<String, String>, AwsError> {
+    /// `VpcEndpointType` of every gateway and Gateway Load Balancer endpoint in the region:
+    /// the only two kinds whose routes read `pl-... -> vpce-...`. By type rather than by id,
+    /// because asking for an id that no longer exists fails the whole call.
+    async fn endpoint_types(&self, deadline: Instant) -> Result<HashMap<String, String>, AwsError> {
         let filter = Filter::builder()
-            .name("vpc-endpoint-id")
-            .set_values(Some(ids.iter().cloned().collect()))
+            .name("vpc-endpoint-type")
+            .values("Gateway")
+            .values("GatewayLoadBalancer")
             .build();
         let mut types = HashMap::new();
         let mut next_token: Option<String> = None;

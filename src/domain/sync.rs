@@ -243,7 +243,11 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             self.hand_on(request, &mut report, unchecked).await;
         }
         report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
-        summarise(&mut report, &plans, &loaded.scope);
+        let carried_by = match (&self.hand_off, self.next_pass_continues) {
+            (None, true) => "the next pass",
+            _ => "a new invocation",
+        };
+        summarise(&mut report, &plans, &loaded.scope, carried_by);
         self.notify(request, &mut report).await;
         report
     }
@@ -986,7 +990,8 @@ fn ignored(mut report: Report, code: &'static str, message: String) -> Report {
 }
 
 /// Sets the outcome and the one-line message from the counts.
-fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope) {
+/// `carried_by` says who continues deferred work: "a new invocation", "the next pass".
+fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope, carried_by: &str) {
     let named = match &scope.destinations {
         Destinations::One(destination) => Some(destination),
         Destinations::All => None,
@@ -1076,7 +1081,7 @@ fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope) {
         (
             Outcome::Progressing,
             format!(
-                "{what}: {} updated, {} handed on to a new invocation (the deadline came first){skipped_note}",
+                "{what}: {} updated, {} handed on to {carried_by} (the deadline came first){skipped_note}",
                 c.changed() + c.would_change,
                 c.deferred
             ),

@@ -168,14 +168,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 Err(WriteError::Aws(error)) if error.retry == RetryClass::Throttled => {
                     Attempt::Deferred(Why::new(
                         "throttled",
-                        format!("not written: still throttled at the deadline ({error})"),
+                        format!(
+                            "not written: still throttled at the deadline ({})",
+                            error.code.as_deref().unwrap_or("throttled")
+                        ),
                     ))
                 }
                 Err(WriteError::Aws(error)) if error.retry == RetryClass::Deadline => {
-                    Attempt::Deferred(Why::new(
-                        "deadline",
-                        format!("not written: the deadline came first ({error})"),
-                    ))
+                    Attempt::Deferred(Why::new("deadline", "not written: the deadline came first"))
                 }
                 Err(WriteError::Aws(error)) => Attempt::Failed(Why::new(
                     error.code.clone().unwrap_or_else(|| "write-failed".into()),
