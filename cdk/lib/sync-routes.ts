@@ -283,7 +283,10 @@ export class SyncRoutes extends Construct {
       description: 'sync-routes function: read route tables, write routes to custom route tables, publish alerts',
     });
     const propagateDeletes = props.propagateDeletes ?? false;
-    this.grantFunctionPermissions(logGroup, props.vpcIds, propagateDeletes);
+    // Only routes to Gateway Load Balancer endpoints need the endpoints' types (an S3 or
+    // DynamoDB gateway endpoint's route reads the same and is never copied).
+    const readsEndpoints = props.syncTargetKinds?.includes('vpc-endpoint') ?? false;
+    this.grantFunctionPermissions(logGroup, props.vpcIds, propagateDeletes, readsEndpoints);
 
     const environment: Record<string, string> = { SNS_TOPIC_ARN: this.topic.topicArn };
     if (props.syncTargetKinds) {
@@ -602,7 +605,12 @@ export class SyncRoutes extends Construct {
     }
   }
 
-  private grantFunctionPermissions(logGroup: logs.LogGroup, vpcIds: string[] | undefined, propagateDeletes: boolean): void {
+  private grantFunctionPermissions(
+    logGroup: logs.LogGroup,
+    vpcIds: string[] | undefined,
+    propagateDeletes: boolean,
+    readsEndpoints: boolean,
+  ): void {
     const stack = Stack.of(this);
     this.role.addToPolicy(
       new iam.PolicyStatement({
@@ -615,7 +623,7 @@ export class SyncRoutes extends Construct {
       new iam.PolicyStatement({
         sid: 'ReadRouteTables',
         // Describe* calls support no resource-level permissions.
-        actions: ['ec2:DescribeRouteTables'],
+        actions: ['ec2:DescribeRouteTables', ...(readsEndpoints ? ['ec2:DescribeVpcEndpoints'] : [])],
         resources: ['*'],
       }),
     );
@@ -651,7 +659,9 @@ export class SyncRoutes extends Construct {
     const ack = Validations.of(this.role);
     ack.acknowledge({
       id: 'AwsSolutions-IAM5[Resource::*]',
-      reason: 'ec2:DescribeRouteTables supports no resource-level permissions; it is the only action on "*".',
+      reason:
+        'ec2:DescribeRouteTables (and, with vpc-endpoint in syncTargetKinds, ec2:DescribeVpcEndpoints) support no ' +
+        'resource-level permissions; they are the only actions on "*".',
     });
     ack.acknowledge({
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:route-table/*]`,

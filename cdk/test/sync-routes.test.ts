@@ -198,6 +198,17 @@ describe('default deployment', () => {
     });
   });
 
+  test('the endpoint types are read only when vpc-endpoint routes are synced', () => {
+    const readActions = (t: Template) =>
+      allPolicyStatements(t)
+        .map(({ statement }) => statement)
+        .filter((s) => s.Sid === 'ReadRouteTables')
+        .map((s) => s.Action);
+    expect(readActions(template)).toEqual(['ec2:DescribeRouteTables']);
+    const withEndpoints = synthStack({ syncTargetKinds: 'network-interface,vpc-endpoint' }).template;
+    expect(readActions(withEndpoints)).toEqual([['ec2:DescribeRouteTables', 'ec2:DescribeVpcEndpoints']]);
+  });
+
   test('no wildcard action in any Allow statement of the template', () => {
     const statements = allPolicyStatements(template);
     expect(statements.length).toBeGreaterThan(10);
