@@ -13,7 +13,12 @@ Against moto, the Lambda would never see what real EC2 does to it:
   * moto drops the prefix list of a ``CreateRoute`` to a network interface (always fixed here);
   * moto stores a Gateway Load Balancer endpoint or an ODB network differently from how EC2
     reports them (``gatewayId``), which ``rewrite_routes`` can show;
-  * moto never fails by itself (5xx, slow answers), so retry paths are never exercised.
+  * moto never fails by itself (5xx, slow answers), so retry paths are never exercised;
+  * moto is strongly consistent, where EC2's ``DescribeRouteTables`` may not show a route write
+    for a while (``read_lag_s``).
+
+It can also stage a race real deployments meet: Terraform destroying a route table, or a whole
+VPC, between the function's read and its write (``delete_before_write``).
 
 This proxy sits between the AWS SDK and moto on loopback, forwards everything transparently
 (headers, body, status; EC2, SNS and any other service) and, when told so through a small JSON
@@ -29,8 +34,9 @@ Binds 127.0.0.1 only. Exits 0 on SIGTERM/SIGINT.
 Control API (JSON in/out, same port):
     POST /_fault/config   replace the whole config (see CONFIG_KEYS below; absent key = feature off)
     GET  /_fault/config   the current config
-    GET  /_fault/calls    {"counts", "throttled_counts", "throttled", "internal_reads", "buckets", "calls"}
-    POST /_fault/reset    clear calls, counts and config
+    GET  /_fault/calls    {"counts", "throttled_counts", "throttled", "internal_reads", "buckets", "calls",
+                           "deleted_tables", "deleted_vpcs"}
+    POST /_fault/reset    clear calls, counts, config, write history and the deletion log
 
 Config example (every key optional, absent = off):
     {"buckets": {"mutate": {"capacity": 50, "refill_per_sec": 5},
@@ -45,10 +51,28 @@ Config example (every key optional, absent = off):
                 {"action": "ReplaceRoute", "close": true}],
      "rewrite_routes": [{"route_table_id": "rtb-1", "destination": "10.1.0.0/16",
                          "state": "blackhole", "origin": "EnableVgwRoutePropagation"}],
-     "page_size": 2}
+     "page_size": 2,
+     "read_lag_s": 1.5,
+     "delete_before_write": [{"route_table_id": "rtb-1"}, {"vpc_id": "vpc-1"}]}
 
-Order in which a client call meets the faults: throttling, injection, DryRun, strict routes,
-the prefix-list fix, then forwarding (and DescribeRouteTables rewrite + paging on the way back).
+read_lag_s: every route write (CreateRoute, ReplaceRoute, DeleteRoute) the proxy forwards and
+moto accepts becomes visible to DescribeRouteTables N seconds after it was made, writes of one
+table in order: until then a table is answered with the routes it had before its oldest write
+still hidden. Only its routeSet changes (associations, tags, other tables are moto's). Writes
+made straight to moto, not through the proxy, are not delayed.
+
+delete_before_write: each rule fires once, on the first route write that names a matching
+RouteTableId. Before forwarding that write the proxy deletes in moto, with the client's own
+credentials, the table (route_table_id; its associations first), or every non-main table of
+the VPC, its ENIs, subnets and internet gateways and then the VPC itself with its main table
+(vpc_id; an attached VPN gateway keeps the VPC and its main table). The write then goes to moto
+unchanged, which answers like EC2 for a missing table: 400 InvalidRouteTableID.NotFound. A main
+table is never deleted on its own (EC2 refuses that). /_fault/calls lists what went in
+deleted_tables and deleted_vpcs, also on the call that fired the rule.
+
+Order in which a client call meets the faults: throttling, injection, DryRun, delete_before_write,
+strict routes, the prefix-list fix, then forwarding (route writes recorded for read_lag_s; on
+the way back DescribeRouteTables gets read lag, then rewrite, then paging).
 
 Standard library only, one file, so it runs from the project's .venv or any python3.
 """
@@ -61,6 +85,7 @@ import hashlib
 import http.client
 import ipaddress
 import json
+import math
 import os
 import re
 import signal
@@ -87,7 +112,12 @@ CONFIG_KEYS = {
     "inject",  # [{"action", "status"?, "code"?, "message"?, "times"?, "delay_ms"?, "match"?, ...}]
     "rewrite_routes",  # [{"route_table_id", "destination", "state"?, "origin"?, "gateway_id"?, "odb_network_arn"?}]
     "page_size",  # int: paginate DescribeRouteTables like EC2
+    "read_lag_s",  # seconds > 0: DescribeRouteTables shows a route write only this long after it
+    "delete_before_write",  # [{"route_table_id": "rtb-…"} | {"vpc_id": "vpc-…"}]: each fires once
 }
+
+# The calls that change a table's routes: what read_lag_s delays and delete_before_write races.
+ROUTE_WRITES = ("CreateRoute", "ReplaceRoute", "DeleteRoute")
 
 # Hop-by-hop headers (RFC 7230 6.1) are per connection: never forward them in either direction.
 # In particular moto (werkzeug) answers "Connection: close"; passing that on would make hyper drop
@@ -276,6 +306,43 @@ def set_child(fragment: str, tag: str, value: str) -> str:
     return fragment[: -len("</item>")] + new + "</item>"
 
 
+def table_id_of(table: str) -> str | None:
+    """routeTableId of one routeTableSet <item> (each association item names it too: skip those)."""
+    return child_text(re.sub(r"<associationSet>.*?</associationSet>", "", table, flags=re.S), "routeTableId")
+
+
+_ROUTE_SET = re.compile(r"<routeSet>.*?</routeSet>|<routeSet\s*/>", re.S)
+
+
+def routeset_of_table(doc: str, table_id: str) -> str | None:
+    """The whole <routeSet>…</routeSet> element of table_id in a DescribeRouteTables body."""
+    rts = element_span(doc, "routeTableSet")
+    for (a, b) in top_level_items(doc, *rts) if rts else []:
+        if table_id_of(doc[a:b]) == table_id:
+            m = _ROUTE_SET.search(doc, a, b)  # route items hold no nested routeSet: non-greedy is safe
+            return m.group(0) if m else None
+    return None
+
+
+def replace_routesets(doc: str, routeset_for) -> str:
+    """Swap the routeSet of each table for which routeset_for(table_id) gives one; the rest of the
+    document (other tables, associations, tags, paging) stays byte for byte moto's."""
+    rts = element_span(doc, "routeTableSet")
+    if not rts:
+        return doc
+    out, pos = [], 0
+    for (a, b) in top_level_items(doc, *rts):
+        table = doc[a:b]
+        old = routeset_for(table_id_of(table))
+        if old is not None:
+            table = _ROUTE_SET.sub(lambda _m: old, table, count=1)
+        out.append(doc[pos:a])
+        out.append(table)
+        pos = b
+    out.append(doc[pos:])
+    return "".join(out)
+
+
 def rewrite_route_tables(doc: str, rules: list[dict]) -> str:
     """Apply rewrite_routes rules to every route of every table in a DescribeRouteTables body."""
     rts = element_span(doc, "routeTableSet")
@@ -284,8 +351,7 @@ def rewrite_route_tables(doc: str, rules: list[dict]) -> str:
     out, pos = [], 0
     for (a, b) in top_level_items(doc, *rts):
         table = doc[a:b]
-        # routeTableId of the table itself is outside its nested associationSet/routeSet
-        table_id = child_text(re.sub(r"<associationSet>.*?</associationSet>", "", table, flags=re.S), "routeTableId")
+        table_id = table_id_of(table)
         mine = [r for r in rules if r.get("route_table_id") == table_id]
         if mine:
             rs = element_span(table, "routeSet")
@@ -348,6 +414,38 @@ def routes_of_table(xml_body: bytes, table_id: str) -> list[str] | None:
     return None
 
 
+def _children(el, tag: str):
+    return [c for c in el if local_name(c.tag) == tag]
+
+
+def _child_text(el, tag: str) -> str | None:
+    found = _children(el, tag)
+    return found[0].text if found else None
+
+
+def set_item_ids(xml_body: bytes, set_tag: str, id_tag: str) -> list[str]:
+    """The id_tag of each item directly in set_tag (e.g. subnetSet/subnetId) of an EC2 answer."""
+    root = ET.fromstring(xml_body)
+    return [i for s in root if local_name(s.tag) == set_tag
+            for item in s if (i := _child_text(item, id_tag))]
+
+
+def route_tables_info(xml_body: bytes) -> list[dict]:
+    """Per table of a DescribeRouteTables answer: id, vpc_id, main, and the ids of its explicit
+    (subnet or gateway) associations, which must go before the table can be deleted."""
+    root = ET.fromstring(xml_body)
+    tables = []
+    for s in _children(root, "routeTableSet"):
+        for item in s:
+            assocs = [a for aset in _children(item, "associationSet") for a in aset]
+            main = any(_child_text(a, "main") == "true" for a in assocs)
+            explicit = [_child_text(a, "routeTableAssociationId") for a in assocs
+                        if _child_text(a, "main") != "true"]
+            tables.append({"id": _child_text(item, "routeTableId"), "vpc_id": _child_text(item, "vpcId"),
+                           "main": main, "associations": [x for x in explicit if x]})
+    return tables
+
+
 # --------------------------------------------------------------------------------------------
 # Shared state (config + call log), guarded by one lock.
 # --------------------------------------------------------------------------------------------
@@ -360,6 +458,9 @@ class State:
         self.up_host, self.up_port = u.hostname, u.port or 80
         self.lock = threading.Lock()
         self.table_locks: dict[str, threading.Lock] = {}
+        # Serialises delete_before_write: a write racing the one that fires a rule waits until the
+        # deletion is done, so it meets the missing table too (and a rule cannot fire twice).
+        self.delete_lock = threading.Lock()
         self.reset()
 
     def reset(self):
@@ -371,6 +472,11 @@ class State:
             self.counts: dict[str, int] = {}
             self.throttled_counts: dict[str, int] = {}
             self.internal_reads = 0
+            # read_lag_s: per table, [monotonic time of the write, routeSet XML before it], in order.
+            self.write_history: dict[str, list[list]] = {}
+            self.delete_rules: list[dict] = []
+            self.deleted_tables: list[str] = []
+            self.deleted_vpcs: list[str] = []
 
     def set_config(self, cfg: dict):
         unknown = set(cfg) - CONFIG_KEYS
@@ -388,12 +494,17 @@ class State:
         ps = cfg.get("page_size")
         if ps is not None and (not isinstance(ps, int) or ps < 1):
             raise ValueError("page_size must be a positive integer")
+        validate_read_lag(cfg.get("read_lag_s"))
+        validate_delete_rules(cfg.get("delete_before_write"))
         with self.lock:
             self.config = cfg
             # Buckets start full at config time; per-action buckets are created (full) on first use.
             self.buckets = {}
             # Private copies: 'times' counts down as rules fire.
             self.inject = [dict(r, times=r.get("times", 1)) for r in cfg.get("inject") or []]
+            # Writes made under the previous config are not delayed by this one.
+            self.write_history = {}
+            self.delete_rules = [dict(r) for r in cfg.get("delete_before_write") or []]
 
     def bucket_for(self, action: str) -> TokenBucket | None:
         cat = bucket_category(action)
@@ -443,6 +554,64 @@ class State:
         with self.lock:
             return self.table_locks.setdefault(table_id, threading.Lock())
 
+    # ---- read_lag_s ---------------------------------------------------------------------------
+
+    def begin_write(self, table_id: str, routeset_before: str, lag_s: float) -> list:
+        """Log a route write about to be forwarded. Logged before moto sees it, not after its 200:
+        a DescribeRouteTables racing the write's answer must not see the write early."""
+        now = time.monotonic()
+        entry = [now, routeset_before]
+        with self.lock:
+            writes = self.write_history.setdefault(table_id, [])
+            forget_visible(writes, now - lag_s)  # a table written often but never read stays small
+            writes.append(entry)
+        return entry
+
+    def abort_write(self, table_id: str, entry: list):
+        """The write failed: moto's state never changed, so there is nothing to hide."""
+        with self.lock:
+            writes = self.write_history.get(table_id, [])
+            if any(w is entry for w in writes):
+                writes.remove(entry)
+
+    def lagged_routeset(self, table_id: str | None, lag_s: float) -> str | None:
+        """The routeSet a read of table_id shows now, if some write to it is not visible yet:
+        the table as it was before the oldest such write. Writes now visible are forgotten."""
+        horizon = time.monotonic() - lag_s
+        with self.lock:
+            writes = self.write_history.get(table_id)
+            if not writes:
+                return None
+            forget_visible(writes, horizon)
+            return writes[0][1] if writes else None
+
+    # ---- delete_before_write --------------------------------------------------------------
+
+    def has_vpc_rules(self) -> bool:
+        with self.lock:
+            return any("vpc_id" in r for r in self.delete_rules)
+
+    def delete_rule_may_match(self, table_id: str) -> bool:
+        """Whether a rule left may fire for table_id (a vpc_id rule needs a look at its VPC)."""
+        with self.lock:
+            return any(r.get("route_table_id") == table_id or "vpc_id" in r for r in self.delete_rules)
+
+    def take_delete_rule(self, table_id: str, vpc_id: str | None) -> dict | None:
+        """The first rule matching this table (by id, or by its VPC), removed: each fires once."""
+        with self.lock:
+            for i, rule in enumerate(self.delete_rules):
+                if rule.get("route_table_id") == table_id or (vpc_id and rule.get("vpc_id") == vpc_id):
+                    return self.delete_rules.pop(i)
+        return None
+
+    def note_deleted(self, entry: dict | None, tables: list[str], vpcs: list[str]):
+        with self.lock:
+            self.deleted_tables.extend(tables)
+            self.deleted_vpcs.extend(vpcs)
+            if entry is not None:
+                entry["deleted_tables"] = list(tables)
+                entry["deleted_vpcs"] = list(vpcs)
+
     def snapshot(self) -> dict:
         with self.lock:
             return {
@@ -452,7 +621,37 @@ class State:
                 "internal_reads": self.internal_reads,
                 "buckets": {k: round(b.level(), 3) for k, b in self.buckets.items()},
                 "calls": [dict(c) for c in self.calls],
+                "deleted_tables": list(self.deleted_tables),
+                "deleted_vpcs": list(self.deleted_vpcs),
             }
+
+
+def forget_visible(writes: list[list], horizon: float):
+    """Drop the writes made at or before horizon: reads show them now, nothing to hide."""
+    while writes and writes[0][0] <= horizon:
+        writes.pop(0)
+
+
+def validate_read_lag(lag):
+    # bool is an int in Python: `true` must not read as a 1 s lag.
+    if lag is not None and (isinstance(lag, bool) or not isinstance(lag, (int, float))
+                            or not math.isfinite(lag) or lag <= 0):
+        raise ValueError(f"read_lag_s must be a positive number of seconds, got {lag!r}")
+
+
+def validate_delete_rules(rules):
+    if rules is None:
+        return
+    shape = "delete_before_write: a list of {'route_table_id': 'rtb-…'} or {'vpc_id': 'vpc-…'}"
+    if not isinstance(rules, list):
+        raise ValueError(f"{shape}, got {rules!r}")
+    prefixes = {"route_table_id": "rtb-", "vpc_id": "vpc-"}
+    for rule in rules:
+        if not isinstance(rule, dict) or len(rule) != 1 or next(iter(rule)) not in prefixes:
+            raise ValueError(f"{shape} (one key per rule), got {rule!r}")
+        key, value = next(iter(rule.items()))
+        if not isinstance(value, str) or not value.startswith(prefixes[key]):
+            raise ValueError(f"delete_before_write: {key} must be a '{prefixes[key]}…' id, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -670,28 +869,48 @@ class Handler(BaseHTTPRequestHandler):
             raise self._error(service, 412, "DryRunOperation",
                               "Request would have succeeded, but DryRun flag is set.")
 
-        # 4. Route-write semantics moto lacks: moto lets CreateRoute with an ENI target overwrite any
-        #    existing route of that destination, even the table's `local` route. Serialised per
-        #    table so that check + write is atomic and racing creates behave like EC2 (one wins).
-        if ec2 and cfg.get("strict_routes") and action in ("CreateRoute", "ReplaceRoute") and params.get("RouteTableId"):
-            with st.table_lock(params["RouteTableId"]):
-                self._check_route(service, action, params)
-                return self._route_write(action, params, body)
+        # 4. Route writes: delete_before_write, strict routes, the prefix-list fix, read lag.
+        if ec2 and action in ROUTE_WRITES and params.get("RouteTableId"):
+            return self._route_write(service, action, params, body, entry)
 
-        # 5. moto 5.2.5 drops the prefix list of a CreateRoute that names a network interface
-        #    (its create_route looks the list up only when no ENI is given), so the route it
-        #    stores has no destination. EC2 stores it as asked: create the route without its
-        #    target, then point it at the ENI (moto's ReplaceRoute keeps the prefix list).
-        if ec2 and action == "CreateRoute":
-            return self._route_write(action, params, body)
-
-        # 6. Forward, then dress DescribeRouteTables like EC2 would answer it.
+        # 5. Forward, then dress DescribeRouteTables like EC2 would answer it.
         if (ec2 and action == "DescribeRouteTables" and self.command == "POST"
-                and (cfg.get("page_size") or cfg.get("rewrite_routes"))):
+                and (cfg.get("page_size") or cfg.get("rewrite_routes") or cfg.get("read_lag_s"))):
             return self._describe_route_tables(service, params, body)
         return self._forward(body)
 
-    def _route_write(self, action, params, body):
+    def _route_write(self, service, action, params, body, entry):
+        cfg, table = self.state.config, params["RouteTableId"]
+        if cfg.get("delete_before_write"):
+            self._delete_before_write(table, entry)
+        # moto lets CreateRoute with an ENI target overwrite any existing route of that
+        # destination, even the table's `local` route: strict_routes checks first, as EC2 does.
+        strict = cfg.get("strict_routes") and action in ("CreateRoute", "ReplaceRoute")
+        # A DryRun changes nothing on EC2, so there is no write to hide (when dry_run is off moto
+        # performs it anyway; that write shows at once).
+        lag = cfg.get("read_lag_s") and params.get("DryRun", "").lower() != "true"
+        if not (strict or lag):
+            return self._write_upstream(action, params, body)
+        # Serialised per table so that read + check + write is atomic: racing creates behave like
+        # EC2 (one wins) and each write's "before" snapshot is the state the previous one left.
+        with self.state.table_lock(table):
+            current = self._read_table(table)
+            if strict:
+                self._check_route(service, action, params, current)
+            before = routeset_of_table(current.decode("utf-8"), table) if lag and current else None
+            if before is None:  # unknown table: moto's own error follows, nothing to delay
+                return self._write_upstream(action, params, body)
+            pending = self.state.begin_write(table, before, cfg["read_lag_s"])
+            reply = self._write_upstream(action, params, body)
+            if reply[0] != 200:
+                self.state.abort_write(table, pending)
+            return reply
+
+    def _write_upstream(self, action, params, body):
+        # moto 5.2.5 drops the prefix list of a CreateRoute that names a network interface (its
+        # create_route looks the list up only when no ENI is given), so the route it stores has
+        # no destination. EC2 stores it as asked: create the route without its target, then
+        # point it at the ENI (moto's ReplaceRoute keeps the prefix list).
         if (action == "CreateRoute" and params.get("DestinationPrefixListId")
                 and params.get("NetworkInterfaceId") and params.get("DryRun", "").lower() != "true"):
             return self._create_prefix_list_route(params)
@@ -713,27 +932,33 @@ class Handler(BaseHTTPRequestHandler):
     def _forward(self, body: bytes):
         return self._upstream(self.command, self.path, self.headers.items(), body)
 
-    def _check_route(self, service, action, params):
-        table_id = params["RouteTableId"]
-        dest = (params.get("DestinationCidrBlock") or params.get("DestinationIpv6CidrBlock")
-                or params.get("DestinationPrefixListId"))
-        if not dest:
-            return  # let moto answer MissingParameter
-        # Read the table from moto with the client's own credentials scope (moto routes on it).
-        # This read is ours, not the client's: it is not recorded as a call nor throttled.
-        q = urllib.parse.urlencode({"Action": "DescribeRouteTables", "Version": EC2_API_VERSION,
-                                    "RouteTableId.1": table_id})
+    def _internal_ec2(self, params: dict) -> tuple[int, bytes]:
+        """One EC2 call of the proxy's own to moto, with the client's credentials scope (moto keys
+        its state on the account they name). Not recorded as a client call, never throttled."""
+        q = urllib.parse.urlencode({"Version": EC2_API_VERSION, **params})
         hdrs = [("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")]
         if self.headers.get("Authorization"):
             hdrs.append(("Authorization", self.headers["Authorization"]))
         if self.headers.get("X-Amz-Date"):
             hdrs.append(("X-Amz-Date", self.headers["X-Amz-Date"]))
-        with self.state.lock:
-            self.state.internal_reads += 1
+        if params["Action"].startswith(READ_PREFIXES):
+            with self.state.lock:
+                self.state.internal_reads += 1
         status, _, _, rbody = self._upstream("POST", "/", hdrs, q.encode())
-        if status != 200:
-            return  # unknown table etc.: moto's own error is the right answer
-        dests = routes_of_table(rbody, table_id)
+        return status, rbody
+
+    def _read_table(self, table_id: str) -> bytes | None:
+        """moto's DescribeRouteTables answer for one table, or None (unknown table etc.)."""
+        status, rbody = self._internal_ec2({"Action": "DescribeRouteTables", "RouteTableId.1": table_id})
+        return rbody if status == 200 else None
+
+    def _check_route(self, service, action, params, current: bytes | None):
+        table_id = params["RouteTableId"]
+        dest = (params.get("DestinationCidrBlock") or params.get("DestinationIpv6CidrBlock")
+                or params.get("DestinationPrefixListId"))
+        if not dest or current is None:
+            return  # missing parameter, unknown table etc.: moto's own error is the right answer
+        dests = routes_of_table(current, table_id)
         if dests is None:
             return
         exists = any(same_destination(d, dest) for d in dests)
@@ -764,10 +989,73 @@ class Handler(BaseHTTPRequestHandler):
         if status != 200:
             return status, reason, headers, rbody
         doc = rbody.decode("utf-8")
+        lag = cfg.get("read_lag_s")
+        if lag:
+            # Before the rewrite, so that rewrite_routes dresses the lagged routes as well.
+            doc = replace_routesets(doc, lambda table_id: self.state.lagged_routeset(table_id, lag))
         doc = rewrite_route_tables(doc, cfg.get("rewrite_routes") or [])
         if page_size:
             doc = self._paginate(service, doc, params, fwd, page_size, max_results)
         return status, reason, headers, doc.encode("utf-8")
+
+    # ---- delete_before_write --------------------------------------------------------------
+
+    def _delete_before_write(self, table_id: str, entry):
+        st = self.state
+        with st.delete_lock:
+            if not st.delete_rule_may_match(table_id):
+                return  # no internal read for writes no rule is about
+            current = self._read_table(table_id)
+            info = route_tables_info(current) if current else []
+            vpc_id = info[0]["vpc_id"] if info else None
+            rule = st.take_delete_rule(table_id, vpc_id if st.has_vpc_rules() else None)
+            if rule is None:
+                return
+            if "route_table_id" in rule:
+                tables, vpcs = ([table_id] if info and self._delete_table(info[0]) else []), []
+            else:
+                tables, vpcs = self._delete_vpc(vpc_id)
+            st.note_deleted(entry, tables, vpcs)
+
+    def _delete_table(self, table: dict) -> bool:
+        # EC2 refuses to delete a main table (it goes only with its VPC: use a vpc_id rule);
+        # moto would delete it, leaving a VPC without one.
+        if table["main"]:
+            return False
+        for assoc in table["associations"]:  # DeleteRouteTable refuses an associated table
+            self._internal_ec2({"Action": "DisassociateRouteTable", "AssociationId": assoc})
+        status, _ = self._internal_ec2({"Action": "DeleteRouteTable", "RouteTableId": table["id"]})
+        return status == 200
+
+    def _delete_vpc(self, vpc_id: str) -> tuple[list[str], list[str]]:
+        """What `terraform destroy` of a VPC module leaves: nothing. Returns (tables, vpcs) deleted."""
+        by_vpc = {"Filter.1.Name": "vpc-id", "Filter.1.Value.1": vpc_id}
+        status, body = self._internal_ec2({"Action": "DescribeRouteTables", **by_vpc})
+        tables = route_tables_info(body) if status == 200 else []
+        deleted = [t["id"] for t in tables if self._delete_table(t)]
+        # What else blocks DeleteVpc. moto itself checks only subnets, other route tables and VPN
+        # gateways, but EC2 refuses a subnet with ENIs and a VPC with an internet gateway. An ENI
+        # still attached to an instance stays (its DeleteNetworkInterface fails; moto then deletes
+        # the subnet anyway). An attached VPN gateway is not handled: DeleteVpc then fails and the
+        # VPC stays, without its custom tables, which is what the race is about.
+        for eni in self._ids({"Action": "DescribeNetworkInterfaces", **by_vpc},
+                             "networkInterfaceSet", "networkInterfaceId"):
+            self._internal_ec2({"Action": "DeleteNetworkInterface", "NetworkInterfaceId": eni})
+        for subnet in self._ids({"Action": "DescribeSubnets", **by_vpc}, "subnetSet", "subnetId"):
+            self._internal_ec2({"Action": "DeleteSubnet", "SubnetId": subnet})
+        for igw in self._ids({"Action": "DescribeInternetGateways", "Filter.1.Name": "attachment.vpc-id",
+                              "Filter.1.Value.1": vpc_id}, "internetGatewaySet", "internetGatewayId"):
+            self._internal_ec2({"Action": "DetachInternetGateway", "InternetGatewayId": igw, "VpcId": vpc_id})
+            self._internal_ec2({"Action": "DeleteInternetGateway", "InternetGatewayId": igw})
+        status, _ = self._internal_ec2({"Action": "DeleteVpc", "VpcId": vpc_id})
+        if status != 200:
+            return deleted, []
+        # The main table went with the VPC.
+        return deleted + [t["id"] for t in tables if t["main"]], [vpc_id]
+
+    def _ids(self, params: dict, set_tag: str, id_tag: str) -> list[str]:
+        status, body = self._internal_ec2(params)
+        return set_item_ids(body, set_tag, id_tag) if status == 200 else []
 
     def _paginate(self, service, doc, params, fwd, page_size, max_results):
         # The token binds the query (filters, ids) so a token from another query is refused,

@@ -8,11 +8,15 @@ proxy produces is seen as is.
 from __future__ import annotations
 
 import http.client
+import ipaddress
+import json
 import re
 import signal
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 
 import boto3
 import pytest
@@ -57,17 +61,22 @@ def routes(client, table_id) -> dict[str, dict]:
     return {r.get("DestinationCidrBlock") or r.get("DestinationIpv6CidrBlock"): r for r in t["Routes"]}
 
 
-@pytest.fixture
-def vpc(moto_url):
-    """A VPC (10.0.0.0/16) with a subnet, two ENIs, its main table and two custom tables."""
-    m = ec2(moto_url)
-    vpc_id = m.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = m.create_subnet(VpcId=vpc_id, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+def build_vpc(m, cidr: str) -> dict:
+    """A VPC with a subnet, two ENIs, its main table and two custom tables, made straight in moto."""
+    vpc_id = m.create_vpc(CidrBlock=cidr)["Vpc"]["VpcId"]
+    subnet_cidr = str(list(ipaddress.ip_network(cidr).subnets(new_prefix=24))[1])
+    subnet = m.create_subnet(VpcId=vpc_id, CidrBlock=subnet_cidr)["Subnet"]["SubnetId"]
     enis = [m.create_network_interface(SubnetId=subnet)["NetworkInterface"]["NetworkInterfaceId"] for _ in range(2)]
     main = m.describe_route_tables(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                             {"Name": "association.main", "Values": ["true"]}])["RouteTables"][0]
     custom = [m.create_route_table(VpcId=vpc_id)["RouteTable"]["RouteTableId"] for _ in range(2)]
     return {"id": vpc_id, "subnet": subnet, "enis": enis, "main": main["RouteTableId"], "custom": custom}
+
+
+@pytest.fixture
+def vpc(moto_url):
+    """A VPC (10.0.0.0/16) with a subnet (10.0.1.0/24), two ENIs, its main table and two custom tables."""
+    return build_vpc(ec2(moto_url), "10.0.0.0/16")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -480,3 +489,333 @@ def test_sns_passthrough_and_fault(proxy_url, control, moto_url):
     assert calls["counts"] == {"Publish": 3, "CreateTopic": 2}
     assert {x["service"] for x in calls["calls"]} == {"sns"}
     assert calls["throttled"] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Config validation of the newer keys
+# ---------------------------------------------------------------------------------------------
+
+def refused(url, cfg) -> tuple[int, str]:
+    """POST a config that should be refused: (status, error message)."""
+    req = urllib.request.Request(url + "/_fault/config", data=json.dumps(cfg).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())["error"]
+
+
+@pytest.mark.parametrize("cfg, says", [
+    ({"read_lag_s": 0}, "read_lag_s must be a positive number"),
+    ({"read_lag_s": -1.5}, "read_lag_s must be a positive number"),
+    ({"read_lag_s": "1"}, "read_lag_s must be a positive number"),
+    ({"read_lag_s": True}, "read_lag_s must be a positive number"),  # not a 1 s lag in disguise
+    ({"delete_before_write": {"route_table_id": "rtb-1"}}, "a list of"),
+    ({"delete_before_write": ["rtb-1"]}, "one key per rule"),
+    ({"delete_before_write": [{"table": "rtb-1"}]}, "one key per rule"),
+    ({"delete_before_write": [{"route_table_id": "rtb-1", "vpc_id": "vpc-1"}]}, "one key per rule"),
+    ({"delete_before_write": [{"route_table_id": "vpc-1"}]}, "route_table_id must be a 'rtb-…' id"),
+    ({"delete_before_write": [{"vpc_id": "rtb-1"}]}, "vpc_id must be a 'vpc-…' id"),
+    ({"delete_before_write": [{"vpc_id": 7}]}, "vpc_id must be a 'vpc-…' id"),
+])
+def test_bad_lag_and_delete_configs_are_refused(proxy_url, control, cfg, says):
+    control.config(page_size=3)
+    status, message = refused(proxy_url, cfg)
+    assert status == 400 and says in message, message
+    # A refused config leaves the previous one in place.
+    with urllib.request.urlopen(proxy_url + "/_fault/config", timeout=10) as r:
+        assert json.loads(r.read()) == {"page_size": 3}
+
+
+# ---------------------------------------------------------------------------------------------
+# Read lag (EC2's eventual consistency)
+# ---------------------------------------------------------------------------------------------
+
+LAG = 1.2  # seconds: long enough for several calls inside, short enough for the suite
+SETTLE = LAG + 0.4  # wait that makes a write visible, with room for a slow machine
+
+
+def target(client, table_id, dest):
+    """NetworkInterfaceId of dest in table_id as client sees it; None when the route is absent."""
+    r = routes(client, table_id).get(dest)
+    return None if r is None else r.get("NetworkInterfaceId")
+
+
+def sleep_until(t: float):
+    time.sleep(max(0.0, t - time.monotonic()))
+
+
+def test_read_lag_create_replace_delete(proxy_url, control, vpc, moto_url):
+    control.config(read_lag_s=LAG)
+    c, m, t = ec2(proxy_url), ec2(moto_url), vpc["custom"][0]
+    eni0, eni1 = vpc["enis"]
+
+    c.create_route(RouteTableId=t, DestinationCidrBlock="10.90.0.0/16", NetworkInterfaceId=eni0)
+    assert target(m, t, "10.90.0.0/16") == eni0  # moto has it at once...
+    assert target(c, t, "10.90.0.0/16") is None  # ...a read through the proxy does not yet
+    time.sleep(SETTLE)
+    assert target(c, t, "10.90.0.0/16") == eni0
+
+    c.replace_route(RouteTableId=t, DestinationCidrBlock="10.90.0.0/16", NetworkInterfaceId=eni1)
+    assert target(c, t, "10.90.0.0/16") == eni0  # the old target
+    time.sleep(SETTLE)
+    assert target(c, t, "10.90.0.0/16") == eni1
+
+    c.delete_route(RouteTableId=t, DestinationCidrBlock="10.90.0.0/16")
+    assert target(m, t, "10.90.0.0/16") is None
+    assert target(c, t, "10.90.0.0/16") == eni1  # still there
+    time.sleep(SETTLE)
+    assert target(c, t, "10.90.0.0/16") is None
+
+    calls = control.calls()
+    assert calls["counts"] == {"CreateRoute": 1, "ReplaceRoute": 1, "DeleteRoute": 1, "DescribeRouteTables": 6}
+    assert calls["internal_reads"] == 3  # one "before" snapshot per write, not client calls
+
+
+def test_read_lag_two_writes_become_visible_in_order(proxy_url, control, vpc):
+    """The main table, written through the proxy like the tests' own setup does."""
+    control.config(read_lag_s=LAG)
+    c, t, eni = ec2(proxy_url), vpc["main"], vpc["enis"][0]
+    c.create_route(RouteTableId=t, DestinationCidrBlock="10.91.0.0/16", NetworkInterfaceId=eni)
+    first_done = time.monotonic()
+    time.sleep(0.8)
+    second_sent = time.monotonic()
+    c.create_route(RouteTableId=t, DestinationCidrBlock="10.92.0.0/16", NetworkInterfaceId=eni)
+    second_done = time.monotonic()
+    assert second_done - first_done < LAG - 0.1, "machine too slow for this timing test"
+
+    r = routes(c, t)
+    assert "10.91.0.0/16" not in r and "10.92.0.0/16" not in r
+    # Between the two writes' visibility times: the first shows, the second does not yet.
+    sleep_until((first_done + LAG + second_sent + LAG) / 2)
+    r = routes(c, t)
+    assert "10.91.0.0/16" in r and "10.92.0.0/16" not in r
+    assert time.monotonic() < second_sent + LAG, "machine too slow for this timing test"
+    sleep_until(second_done + SETTLE)
+    r = routes(c, t)
+    assert "10.91.0.0/16" in r and "10.92.0.0/16" in r
+
+
+def test_read_lag_touches_only_the_written_tables_routes(proxy_url, control, vpc, moto_url):
+    m, c = ec2(moto_url), ec2(proxy_url)
+    t0, t1 = vpc["custom"]
+    m.create_route(RouteTableId=t1, DestinationCidrBlock="10.93.0.0/16", NetworkInterfaceId=vpc["enis"][1])
+    m.create_tags(Resources=[t0], Tags=[{"Key": "Name", "Value": "lagged"}])
+    control.config(read_lag_s=LAG)
+    c.create_route(RouteTableId=t0, DestinationCidrBlock="10.94.0.0/16", NetworkInterfaceId=vpc["enis"][0])
+    # Changes made after the write, straight in moto (not route writes): visible at once.
+    assoc = m.associate_route_table(RouteTableId=t0, SubnetId=vpc["subnet"])["AssociationId"]
+
+    tables = {t["RouteTableId"]: t for t in c.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}])["RouteTables"]}
+    truth = {t["RouteTableId"]: t for t in m.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}])["RouteTables"]}
+    assert set(tables) == set(truth) == {vpc["main"], t0, t1}
+    assert [r["DestinationCidrBlock"] for r in tables[t0]["Routes"]] == ["10.0.0.0/16"]
+    assert [r["DestinationCidrBlock"] for r in truth[t0]["Routes"]] == ["10.0.0.0/16", "10.94.0.0/16"]
+    assert tables[t0]["Tags"] == [{"Key": "Name", "Value": "lagged"}]
+    assert [a["RouteTableAssociationId"] for a in tables[t0]["Associations"]] == [assoc]
+    for other in (vpc["main"], t1):  # not written through the proxy: as moto answers
+        assert tables[other] == truth[other]
+
+
+def test_read_lag_ignores_failed_and_dry_run_writes(proxy_url, control, vpc, moto_url):
+    """Only a write moto accepted is delayed: after a refused one, a read shows moto's state."""
+    control.config(read_lag_s=LAG)
+    m, c, t = ec2(moto_url), ec2(proxy_url), vpc["custom"][0]
+    with pytest.raises(ClientError) as ei:  # moto: no such route
+        c.delete_route(RouteTableId=t, DestinationCidrBlock="10.95.0.0/16")
+    assert err(ei)[0] == 400
+    m.create_route(RouteTableId=t, DestinationCidrBlock="10.96.0.0/16", NetworkInterfaceId=vpc["enis"][0])
+    assert "10.96.0.0/16" in routes(c, t)
+    # moto performs a DryRun write (dry_run is off); EC2 would not have written: nothing to hide.
+    c.create_route(RouteTableId=t, DestinationCidrBlock="10.97.0.0/16", NetworkInterfaceId=vpc["enis"][0],
+                   DryRun=True)
+    assert "10.97.0.0/16" in routes(c, t)
+
+
+def test_read_lag_history_cleared_by_new_config_and_reset(proxy_url, control, vpc):
+    c, t, eni = ec2(proxy_url), vpc["custom"][0], vpc["enis"][0]
+    control.config(read_lag_s=LAG)
+    c.create_route(RouteTableId=t, DestinationCidrBlock="10.98.0.0/16", NetworkInterfaceId=eni)
+    assert "10.98.0.0/16" not in routes(c, t)
+    control.config(read_lag_s=LAG)  # a new config: earlier writes are not delayed by it
+    assert "10.98.0.0/16" in routes(c, t)
+
+    c.create_route(RouteTableId=t, DestinationCidrBlock="10.99.0.0/16", NetworkInterfaceId=eni)
+    control.reset()
+    control.config(read_lag_s=LAG)
+    assert "10.99.0.0/16" in routes(c, t)
+
+
+def test_read_lag_with_paging_and_rewrite(proxy_url, control, vpc, moto_url):
+    m, c = ec2(moto_url), ec2(proxy_url)
+    extra = [m.create_route_table(VpcId=vpc["id"])["RouteTable"]["RouteTableId"] for _ in range(2)]
+    last = extra[-1]  # 5 tables in pages of 2: the written one is on the last page
+    m.create_route(RouteTableId=last, DestinationCidrBlock="10.100.0.0/16", NetworkInterfaceId=vpc["enis"][0])
+    control.config(read_lag_s=LAG, page_size=2,
+                   rewrite_routes=[{"route_table_id": last, "destination": "10.100.0.0/16", "state": "blackhole"}])
+    c.replace_route(RouteTableId=last, DestinationCidrBlock="10.100.0.0/16", NetworkInterfaceId=vpc["enis"][1])
+    c.create_route(RouteTableId=last, DestinationCidrBlock="10.101.0.0/16", NetworkInterfaceId=vpc["enis"][1])
+
+    def paged() -> tuple[dict, int]:
+        tables, pages = {}, 0
+        for page in c.get_paginator("describe_route_tables").paginate(
+                Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}]):
+            pages += 1
+            tables.update({t["RouteTableId"]: t for t in page["RouteTables"]})
+        return {d: (r.get("NetworkInterfaceId"), r["State"]) for r in tables[last]["Routes"]
+                if (d := r["DestinationCidrBlock"]) != "10.0.0.0/16"}, pages
+
+    # The lagged routes, dressed by rewrite_routes too.
+    assert paged() == ({"10.100.0.0/16": (vpc["enis"][0], "blackhole")}, 3)
+    time.sleep(SETTLE)
+    assert paged() == ({"10.100.0.0/16": (vpc["enis"][1], "blackhole"),
+                        "10.101.0.0/16": (vpc["enis"][1], "active")}, 3)
+
+
+def test_read_lag_with_strict_routes_and_prefix_list_fix(proxy_url, control, vpc, moto_url):
+    """The prefix-list fix (create + replace upstream) is one write, hidden as a whole; strict
+    routes still check against moto's real state, not the lagged one."""
+    m, c, t = ec2(moto_url), ec2(proxy_url), vpc["custom"][0]
+    pl = m.create_managed_prefix_list(PrefixListName="lagged", MaxEntries=5, AddressFamily="IPv4",
+                                      Entries=[{"Cidr": "192.168.0.0/16"}])["PrefixList"]["PrefixListId"]
+    control.config(read_lag_s=LAG, strict_routes=True)
+    c.create_route(RouteTableId=t, DestinationPrefixListId=pl, NetworkInterfaceId=vpc["enis"][0])
+
+    def prefix_routes(client):
+        table = client.describe_route_tables(RouteTableIds=[t])["RouteTables"][0]
+        return [(r.get("DestinationPrefixListId"), r.get("NetworkInterfaceId")) for r in table["Routes"]
+                if r.get("DestinationPrefixListId") or not r.get("DestinationCidrBlock")]
+
+    assert prefix_routes(m) == [(pl, vpc["enis"][0])]
+    assert prefix_routes(c) == []  # not even moto's target-less halfway route
+    with pytest.raises(ClientError) as ei:
+        c.create_route(RouteTableId=t, DestinationPrefixListId=pl, NetworkInterfaceId=vpc["enis"][1])
+    assert err(ei)[1] == "RouteAlreadyExists"
+    time.sleep(SETTLE)
+    assert prefix_routes(c) == [(pl, vpc["enis"][0])]
+    # One snapshot serves both the strict check and the lag: one internal read per write.
+    assert control.calls()["internal_reads"] == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# delete_before_write (Terraform destroys between the function's read and its write)
+# ---------------------------------------------------------------------------------------------
+
+def not_found(table_id) -> tuple[int, str, str]:
+    """What EC2 answers for a route write to a table that does not exist."""
+    return 400, "InvalidRouteTableID.NotFound", f"The routeTable ID '{table_id}' does not exist"
+
+
+def table_exists(m, table_id) -> bool:
+    try:
+        m.describe_route_tables(RouteTableIds=[table_id])
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "InvalidRouteTableID.NotFound"
+        return False
+    return True
+
+
+@pytest.mark.parametrize("extra", [{}, {"strict_routes": True, "read_lag_s": LAG}], ids=["plain", "strict+lag"])
+def test_delete_before_write_table(proxy_url, control, vpc, moto_url, extra):
+    m, c = ec2(moto_url), ec2(proxy_url)
+    t0, t1 = vpc["custom"]
+    m.associate_route_table(RouteTableId=t0, SubnetId=vpc["subnet"])  # must be undone before the delete
+    control.config(delete_before_write=[{"route_table_id": t0}], **extra)
+    # A read before the write (the function's read) still finds the table.
+    assert t0 in {t["RouteTableId"] for t in c.describe_route_tables()["RouteTables"]}
+
+    with pytest.raises(ClientError) as ei:
+        c.create_route(RouteTableId=t0, DestinationCidrBlock="10.110.0.0/16", NetworkInterfaceId=vpc["enis"][0])
+    assert err(ei) == not_found(t0)
+    assert not table_exists(m, t0)
+    assert table_exists(m, t1) and m.describe_subnets(SubnetIds=[vpc["subnet"]])["Subnets"]
+
+    # Fired once: the next write meets the missing table without the proxy deleting (or reading) more.
+    reads = control.calls()["internal_reads"]
+    for call, kw in ((c.replace_route, {"NetworkInterfaceId": vpc["enis"][0]}), (c.delete_route, {})):
+        with pytest.raises(ClientError) as ei:
+            call(RouteTableId=t0, DestinationCidrBlock="10.110.0.0/16", **kw)
+        assert err(ei) == not_found(t0)
+    c.create_route(RouteTableId=t1, DestinationCidrBlock="10.110.0.0/16", NetworkInterfaceId=vpc["enis"][0])
+    assert "10.110.0.0/16" in routes(m, t1)
+    calls = control.calls()
+    # No rule check any more; with strict+lag each of the three writes takes its table snapshot.
+    assert calls["internal_reads"] == reads + (3 if extra else 0)
+    assert calls["deleted_tables"] == [t0] and calls["deleted_vpcs"] == []
+    assert [x.get("deleted_tables") for x in calls["calls"] if x["action"] != "DescribeRouteTables"] == [
+        [t0], None, None, None]
+
+
+def test_delete_before_write_main_table_alone_is_kept(proxy_url, control, vpc, moto_url):
+    """EC2 never deletes a main table on its own (moto would): the rule fires, nothing goes."""
+    control.config(delete_before_write=[{"route_table_id": vpc["main"]}])
+    c = ec2(proxy_url)
+    c.create_route(RouteTableId=vpc["main"], DestinationCidrBlock="10.111.0.0/16", NetworkInterfaceId=vpc["enis"][0])
+    assert "10.111.0.0/16" in routes(ec2(moto_url), vpc["main"])
+    assert control.calls()["deleted_tables"] == []
+
+
+def test_delete_before_write_vpc(proxy_url, control, vpc, moto_url):
+    m, c = ec2(moto_url), ec2(proxy_url)
+    other = build_vpc(m, "10.1.0.0/16")
+    igw = m.create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
+    m.attach_internet_gateway(InternetGatewayId=igw, VpcId=vpc["id"])
+    m.associate_route_table(RouteTableId=vpc["custom"][1], SubnetId=vpc["subnet"])
+    control.config(delete_before_write=[{"vpc_id": vpc["id"]}])
+
+    # A write to another VPC's table does not fire the rule.
+    c.create_route(RouteTableId=other["custom"][0], DestinationCidrBlock="10.120.0.0/16",
+                   NetworkInterfaceId=other["enis"][0])
+    assert control.calls()["deleted_tables"] == []
+
+    with pytest.raises(ClientError) as ei:
+        c.replace_route(RouteTableId=vpc["custom"][0], DestinationCidrBlock="10.0.0.0/16", GatewayId="local")
+    assert err(ei) == not_found(vpc["custom"][0])
+    with pytest.raises(ClientError) as ei:  # the main table went with its VPC
+        c.delete_route(RouteTableId=vpc["main"], DestinationCidrBlock="10.0.0.0/16")
+    assert err(ei) == not_found(vpc["main"])
+
+    for table in (vpc["main"], *vpc["custom"]):
+        assert not table_exists(m, table)
+    assert m.describe_vpcs(Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}])["Vpcs"] == []
+    assert m.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}])["Subnets"] == []
+    assert m.describe_network_interfaces(Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}])["NetworkInterfaces"] == []
+    assert m.describe_internet_gateways(Filters=[{"Name": "internet-gateway-id", "Values": [igw]}])[
+        "InternetGateways"] == []
+
+    # The other VPC is untouched.
+    assert {t["RouteTableId"] for t in m.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [other["id"]]}])["RouteTables"]} == {other["main"], *other["custom"]}
+    assert "10.120.0.0/16" in routes(m, other["custom"][0])
+    assert len(m.describe_network_interfaces(
+        Filters=[{"Name": "vpc-id", "Values": [other["id"]]}])["NetworkInterfaces"]) == 2
+
+    calls = control.calls()
+    assert sorted(calls["deleted_tables"]) == sorted([vpc["main"], *vpc["custom"]])
+    assert calls["deleted_vpcs"] == [vpc["id"]]
+
+
+def test_delete_before_write_vpc_that_cannot_go(proxy_url, control, vpc, moto_url):
+    """An attached VPN gateway keeps the VPC (moto refuses DeleteVpc, as EC2 would): its custom
+    tables still go, and the rule, fired, leaves a table created afterwards alone."""
+    m, c = ec2(moto_url), ec2(proxy_url)
+    vgw = m.create_vpn_gateway(Type="ipsec.1")["VpnGateway"]["VpnGatewayId"]
+    m.attach_vpn_gateway(VpnGatewayId=vgw, VpcId=vpc["id"])
+    control.config(delete_before_write=[{"vpc_id": vpc["id"]}])
+
+    with pytest.raises(ClientError) as ei:
+        c.create_route(RouteTableId=vpc["custom"][0], DestinationCidrBlock="10.130.0.0/16",
+                       NetworkInterfaceId=vpc["enis"][0])
+    assert err(ei) == not_found(vpc["custom"][0])
+    assert [v["VpcId"] for v in m.describe_vpcs(VpcIds=[vpc["id"]])["Vpcs"]] == [vpc["id"]]
+    assert [t["RouteTableId"] for t in m.describe_route_tables(
+        Filters=[{"Name": "vpc-id", "Values": [vpc["id"]]}])["RouteTables"]] == [vpc["main"]]
+
+    later = m.create_route_table(VpcId=vpc["id"])["RouteTable"]["RouteTableId"]
+    c.create_route(RouteTableId=later, DestinationCidrBlock="10.130.0.0/16", GatewayId=vgw)
+    assert "10.130.0.0/16" in routes(m, later)
+    calls = control.calls()
+    assert sorted(calls["deleted_tables"]) == sorted(vpc["custom"]) and calls["deleted_vpcs"] == []
