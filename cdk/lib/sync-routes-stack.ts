@@ -21,9 +21,14 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  * - `propagateDeletes`: `true` to copy deletions (needs `destinations`)
  * - `sweep`: `off` for no scheduled sweep; `sweepSchedule`: an EventBridge schedule
  *   expression such as `rate(5 minutes)` (default every 15 minutes)
- * - `reservedConcurrency`: invocations at once (default 2)
+ * - `maxConcurrency`: most invocations the work queue runs at once, 2 to 1000 (default 2);
+ *   reserves nothing, so the stack deploys on a new account
+ * - `batchingWindow`: whole seconds (0 to 300) the work queue gathers a batch (default 1)
+ * - `reservedConcurrency`: reserved concurrency of the function (default unset; any value
+ *   fails the deploy on a new account whose Lambda quota is 10)
  * - `lagAlarmThreshold`: seconds of p99 EventLag before the lag alarm (default 60)
- * - `httpEndpoint`: `true` for the original tool's HTTP API (`httpBurstLimit`, `httpRateLimit`)
+ * - `httpEndpoint`: `true` for the original tool's HTTP API (`httpBurstLimit`, `httpRateLimit`,
+ *   `httpStageName`: its stage, default `v1` as the original's client script calls it)
  * - `architecture`: `x86_64` (default) or `arm64`
  * - `lambdaAsset`: directory holding a prebuilt `bootstrap` (nothing is built then)
  */
@@ -73,29 +78,40 @@ export class SyncRoutesStack extends Stack {
       destinations: parseList(this.node.tryGetContext('destinations')),
       propagateDeletes: parseBoolean(this.node.tryGetContext('propagateDeletes'), 'propagateDeletes'),
       sweepSchedule: parseSweep(this.node.tryGetContext('sweep'), this.node.tryGetContext('sweepSchedule')),
+      maxConcurrency: parseNumber(this.node.tryGetContext('maxConcurrency'), 'maxConcurrency'),
+      batchingWindow: seconds(parseNumber(this.node.tryGetContext('batchingWindow'), 'batchingWindow')),
       reservedConcurrency: parseNumber(this.node.tryGetContext('reservedConcurrency'), 'reservedConcurrency'),
       lagAlarmThreshold: seconds(parseNumber(this.node.tryGetContext('lagAlarmThreshold'), 'lagAlarmThreshold')),
       httpEndpoint: parseBoolean(this.node.tryGetContext('httpEndpoint'), 'httpEndpoint'),
       httpBurstLimit: parseNumber(this.node.tryGetContext('httpBurstLimit'), 'httpBurstLimit'),
       httpRateLimit: parseNumber(this.node.tryGetContext('httpRateLimit'), 'httpRateLimit'),
+      httpStageName: parseString(this.node.tryGetContext('httpStageName')),
     });
     Tags.of(this).add('project', 'sync-routes');
 
     const fn = this.syncRoutes.function;
     new CfnOutput(this, 'FunctionName', { value: fn.functionName, description: 'The sync-routes Lambda function' });
     new CfnOutput(this, 'TopicArn', { value: this.syncRoutes.topic.topicArn, description: 'SNS topic of notices and alarms' });
-    new CfnOutput(this, 'RuleName', { value: this.syncRoutes.rule.ruleName, description: 'EventBridge rule that triggers the function' });
+    new CfnOutput(this, 'RuleName', { value: this.syncRoutes.rule.ruleName, description: 'EventBridge rule that sends route changes to the work queue' });
+    new CfnOutput(this, 'WorkQueueUrl', {
+      value: this.syncRoutes.workQueue.queueUrl,
+      description: 'Work queue the function consumes: route changes, sweeps and its own continuations',
+    });
+    new CfnOutput(this, 'WorkDeadLetterQueueUrl', {
+      value: this.syncRoutes.workDeadLetterQueue.queueUrl,
+      description: 'Work-queue messages that failed 5 receives',
+    });
     new CfnOutput(this, 'FailedInvocationsQueueUrl', {
       value: this.syncRoutes.failedInvocationsQueue.queueUrl,
-      description: 'Events whose invocation failed after all retries',
+      description: 'Direct asynchronous invocations that failed after all retries',
     });
     new CfnOutput(this, 'RuleDeadLetterQueueUrl', {
       value: this.syncRoutes.ruleDeadLetterQueue.queueUrl,
-      description: 'Events EventBridge could not deliver to the function',
+      description: 'Events EventBridge could not deliver to the work queue',
     });
     new CfnOutput(this, 'DashboardName', {
       value: this.syncRoutes.dashboard.dashboardName,
-      description: 'CloudWatch dashboard: lag, routes written, failures, throttles, invocations, failure queues',
+      description: 'CloudWatch dashboard: lag, routes written, failures, throttles, invocations, work queue, failure queues',
     });
     const { api, apiKey } = this.syncRoutes;
     if (api && apiKey) {
@@ -174,6 +190,11 @@ function parseNumber(value: unknown, name: string): number | undefined {
     throw new Error(`${name} must be a number, not '${value}'`);
   }
   return n;
+}
+
+/** A context value as a string; empty means not given. */
+function parseString(value: unknown): string | undefined {
+  return value === undefined || value === '' ? undefined : String(value);
 }
 
 function seconds(value: number | undefined): Duration | undefined {

@@ -1,4 +1,4 @@
-import { ArnFormat, Aws, CfnCondition, CfnElement, CfnResource, Duration, Fn, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { Annotations, ArnFormat, Aws, CfnCondition, CfnElement, CfnResource, Duration, Fn, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
 import * as cloudtrail from 'aws-cdk-lib/aws-cloudtrail';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -7,6 +7,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as eventSources from 'aws-cdk-lib/aws-lambda-event-sources';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import * as sns from 'aws-cdk-lib/aws-sns';
@@ -65,6 +66,8 @@ export interface SyncRoutesProps {
   /**
    * Function timeout. The function retries throttled route writes until about 2 s before its
    * deadline, so this bounds the back-off, not the normal run time (well under a second).
+   * The work queue's visibility timeout is six times this (AWS's guidance for a Lambda
+   * consumer: room for retries when the function is throttled).
    *
    * @default Duration.seconds(60)
    */
@@ -118,15 +121,19 @@ export interface SyncRoutesProps {
   readonly vpcIds?: string[];
 
   /**
-   * How long EventBridge and Lambda's asynchronous invocation keep retrying an event
-   * before it is parked in a queue.
+   * How long EventBridge keeps retrying to deliver an event to the work queue before it is
+   * parked in the rule dead-letter queue, and how long Lambda keeps a direct asynchronous
+   * invocation (`aws lambda invoke --invocation-type Event`) before it goes to the
+   * failed-invocations queue.
    *
    * @default Duration.hours(6)
    */
   readonly maxEventAge?: Duration;
 
   /**
-   * Retries of an asynchronous invocation that returned an error (0-2).
+   * Retries of a direct asynchronous invocation that returned an error (0-2). Work from the
+   * queue is retried by the queue instead: a message is received up to 5 times before it
+   * moves to the work dead-letter queue.
    *
    * @default 2
    */
@@ -158,14 +165,38 @@ export interface SyncRoutesProps {
   readonly sweepSchedule?: events.Schedule | false;
 
   /**
-   * Reserved concurrency of the function: how many invocations may share EC2's route-write
-   * bucket (50 burst, 5 per second per account and region) at once. More events wait in
-   * Lambda's asynchronous queue (up to `maxEventAge`) instead of each getting a sliver of the
-   * bucket and timing out; an invocation that meets its deadline hands the rest on. Two keep
-   * a long failover from holding up every other VPC's events, and measured within 1.2x the
-   * bucket's floor (BENCHMARKS.md).
+   * Most invocations the work queue's event source mapping runs at once
+   * (`ScalingConfig.MaximumConcurrency`, 2 to 1000, the range Lambda accepts). It caps how
+   * many invocations share EC2's route-write bucket (50 burst, 5 per second per account and
+   * region) without reserving any concurrency: more work waits in the queue instead of each
+   * invocation getting a sliver of the bucket and timing out, and since nothing is reserved,
+   * the stack deploys on a new account whose whole Lambda quota is 10 (see
+   * `reservedConcurrency`). Two keep a long failover from holding up every other VPC's events,
+   * and measured within 1.2x the bucket's floor (BENCHMARKS.md).
    *
    * @default 2
+   */
+  readonly maxConcurrency?: number;
+
+  /**
+   * How long the event source mapping gathers messages before it invokes the function
+   * (`MaximumBatchingWindowInSeconds`, whole seconds, 0 to 300). The events of one failover
+   * arrive within a second or two and are coalesced per VPC in one batch (up to 10 messages);
+   * the window adds at most that much latency.
+   *
+   * @default Duration.seconds(1)
+   */
+  readonly batchingWindow?: Duration;
+
+  /**
+   * Reserved concurrency of the function (`ReservedConcurrentExecutions`). Not needed to
+   * limit the queue's consumers (`maxConcurrency` does that); it would also cap direct and
+   * HTTP invocations. Setting it on a new account fails the deploy: Lambda keeps at least 10
+   * (or 100) executions of the account unreserved, and a new account's whole quota is often
+   * 10 ("decreases account's UnreservedConcurrentExecution below its minimum value of [10]").
+   * Keep it at least `maxConcurrency`, or the queue's invocations are throttled.
+   *
+   * @default - unset: no concurrency reserved
    */
   readonly reservedConcurrency?: number;
 
@@ -191,6 +222,14 @@ export interface SyncRoutesProps {
   readonly httpEndpoint?: boolean;
 
   /**
+   * Stage name of the HTTP API (the first path segment of its URL). The original tool's own
+   * client script calls the stage `v1`.
+   *
+   * @default 'v1'
+   */
+  readonly httpStageName?: string;
+
+  /**
    * Burst of the HTTP API's usage plan (requests). The original's default.
    *
    * @default 10
@@ -207,8 +246,10 @@ export interface SyncRoutesProps {
 
 /**
  * The sync-routes deployment: the Rust function, the EventBridge rule on successful
- * `CreateRoute`/`ReplaceRoute` CloudTrail records, an encrypted alert topic with alarms,
- * queues that keep events that still fail, and optionally the CloudTrail trail.
+ * `CreateRoute`/`ReplaceRoute` CloudTrail records and the sweep schedule, both sending to a
+ * work queue that the function consumes through an event source mapping (at most
+ * `maxConcurrency` invocations at once, nothing reserved), an encrypted alert topic with
+ * alarms, queues that keep events that still fail, and optionally the CloudTrail trail.
  */
 export class SyncRoutes extends Construct {
   public readonly function: lambda.Function;
@@ -216,9 +257,19 @@ export class SyncRoutes extends Construct {
   public readonly rule: events.Rule;
   public readonly topic: sns.Topic;
   public readonly topicKey: kms.Key;
-  /** Asynchronous invocations that failed every retry (Lambda on-failure destination). */
+  /**
+   * The engine's queue: the rules' events and the function's own continuations. Its body is
+   * the EventBridge event JSON (or the function's continuation); the function consumes it
+   * through an event source mapping.
+   */
+  public readonly workQueue: sqs.Queue;
+  /** Work-queue messages that failed 5 receives (the work queue's dead-letter queue). */
+  public readonly workDeadLetterQueue: sqs.Queue;
+  /** The event source mapping of the work queue to the function. */
+  public readonly workEventSource: eventSources.SqsEventSource;
+  /** Direct asynchronous invocations that failed every retry (Lambda on-failure destination). */
   public readonly failedInvocationsQueue: sqs.Queue;
-  /** Events EventBridge could not deliver to the function (rule target dead-letter queue). */
+  /** Events EventBridge could not deliver to the work queue (rule target dead-letter queue). */
   public readonly ruleDeadLetterQueue: sqs.Queue;
   public readonly alarms: cloudwatch.Alarm[];
   public readonly trail?: cloudtrail.Trail;
@@ -235,6 +286,8 @@ export class SyncRoutes extends Construct {
     const stack = Stack.of(this);
     const architecture = props.architecture ?? lambda.Architecture.X86_64;
     const maxEventAge = props.maxEventAge ?? Duration.hours(6);
+    const timeout = props.timeout ?? Duration.seconds(60);
+    const maxConcurrency = props.maxConcurrency ?? 2;
     validateProps(props);
 
     // --- Alerts: an SNS topic encrypted with a customer managed key -----------------------
@@ -270,6 +323,23 @@ export class SyncRoutes extends Construct {
     // --- Queues that keep events that still fail ------------------------------------------
     this.failedInvocationsQueue = failureQueue(this, 'FailedInvocationsQueue');
     this.ruleDeadLetterQueue = failureQueue(this, 'RuleDeadLetterQueue');
+    this.workDeadLetterQueue = failureQueue(this, 'WorkDeadLetterQueue');
+
+    // --- The work queue: what the rules send and the function consumes -------------------
+    this.workQueue = new sqs.Queue(this, 'WorkQueue', {
+      // SSE-SQS: EventBridge cannot write to a queue encrypted with the AWS managed KMS key.
+      encryption: sqs.QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      // AWS's guidance for a Lambda consumer: six times the function timeout, so that Lambda
+      // can retry a throttled batch before its messages become visible again.
+      visibilityTimeout: Duration.seconds(timeout.toSeconds() * 6),
+      // Shorter than the dead-letter queue's 14 days: a standard queue's message keeps its
+      // first enqueue time when it moves, so the DLQ must keep it longer than this queue.
+      retentionPeriod: Duration.days(4),
+      // A message whose invocation failed 5 times (an error, or the messageId reported in
+      // batchItemFailures) is kept for a person instead of being retried forever.
+      deadLetterQueue: { queue: this.workDeadLetterQueue, maxReceiveCount: 5 },
+    });
 
     // --- The function -------------------------------------------------------------------
     const logGroup = new logs.LogGroup(this, 'LogGroup', {
@@ -287,8 +357,20 @@ export class SyncRoutes extends Construct {
     // DynamoDB gateway endpoint's route reads the same and is never copied).
     const readsEndpoints = props.syncTargetKinds?.includes('vpc-endpoint') ?? false;
     this.grantFunctionPermissions(logGroup, props.vpcIds, propagateDeletes, readsEndpoints);
+    // An invocation that meets its deadline puts the rest of its work back on its own queue
+    // (a continuation); nothing else is sent, so SendMessage on this queue only.
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'ContinueOnQueue',
+        actions: ['sqs:SendMessage'],
+        resources: [this.workQueue.queueArn],
+      }),
+    );
 
-    const environment: Record<string, string> = { SNS_TOPIC_ARN: this.topic.topicArn };
+    const environment: Record<string, string> = {
+      SNS_TOPIC_ARN: this.topic.topicArn,
+      SYNC_QUEUE_URL: this.workQueue.queueUrl,
+    };
     if (props.syncTargetKinds) {
       environment.SYNC_TARGET_KINDS = props.syncTargetKinds.join(',');
     }
@@ -310,21 +392,49 @@ export class SyncRoutes extends Construct {
       code: props.code ?? syncRoutesCode({ architecture }),
       architecture,
       memorySize: props.memorySize ?? 128,
-      timeout: props.timeout ?? Duration.seconds(60),
+      timeout,
       role: this.role,
       logGroup,
       loggingFormat: lambda.LoggingFormat.JSON,
       applicationLogLevelV2: props.logLevel ?? lambda.ApplicationLogLevel.INFO,
       systemLogLevelV2: lambda.SystemLogLevel.WARN,
       environment,
-      // Asynchronous invocation (how EventBridge calls it): an error (a failed route write)
-      // is retried, and an event that still fails lands in the queue instead of being lost.
+      // Direct asynchronous invocations (`aws lambda invoke --invocation-type Event`; the
+      // rules send to the queue): an error (a failed route write) is retried, and an event
+      // that still fails lands in the queue instead of being lost.
       onFailure: sendOnlyQueueDestination(this.failedInvocationsQueue),
       maxEventAge,
       retryAttempts: props.retryAttempts ?? 2,
-      reservedConcurrentExecutions: props.reservedConcurrency ?? 2,
+      // Unset by default: reserving any concurrency fails the deploy on a new account whose
+      // quota is 10. The event source mapping's maxConcurrency limits the consumers instead.
+      reservedConcurrentExecutions: props.reservedConcurrency,
+      // The function puts work it could not finish before its deadline back on its own queue
+      // (a continuation): a loop by design, bounded by the function's own hop count, which
+      // Lambda's recursive loop detection would otherwise stop after 16 hops.
+      recursiveLoop: lambda.RecursiveLoop.ALLOW,
     });
-    this.grantHandOff();
+
+    // --- The engine: the work queue's event source mapping ---------------------------------
+    // Up to 10 messages a batch (the events of one failover, coalesced per VPC by the
+    // function); a message the function reports in batchItemFailures is received again after
+    // the visibility timeout, the others are deleted. SqsEventSource grants the role
+    // sqs:ReceiveMessage, DeleteMessage, ChangeMessageVisibility, GetQueueAttributes and
+    // GetQueueUrl on this queue, by name.
+    this.workEventSource = new eventSources.SqsEventSource(this.workQueue, {
+      batchSize: 10,
+      maxBatchingWindow: props.batchingWindow ?? Duration.seconds(1),
+      maxConcurrency,
+      reportBatchItemFailures: true,
+    });
+    this.function.addEventSource(this.workEventSource);
+    if (props.reservedConcurrency !== undefined && props.reservedConcurrency < maxConcurrency) {
+      Annotations.of(this).addWarningV2(
+        'sync-routes:reservedBelowMaxConcurrency',
+        `reservedConcurrency ${props.reservedConcurrency} is below maxConcurrency ${maxConcurrency}: ` +
+          'the queue\'s invocations beyond it are throttled, and each throttled batch counts toward the 5 receives ' +
+          'that move its messages to the work dead-letter queue',
+      );
+    }
 
     // CDK makes the function depend on the role and its policy; the role is already implied by
     // the Fn::GetAtt of its ARN, and cfn-lint flags the duplicate (W3005). Keep only the policy.
@@ -361,9 +471,11 @@ export class SyncRoutes extends Construct {
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       }),
       queueAlarm(this, 'FailedInvocationsAlarm', this.failedInvocationsQueue,
-        'A sync-routes invocation failed after all retries; the event is kept in the failed-invocations queue'),
+        'A direct asynchronous invocation of sync-routes failed after all retries; the event is kept in the failed-invocations queue'),
       queueAlarm(this, 'RuleDeadLetterAlarm', this.ruleDeadLetterQueue,
-        'EventBridge could not deliver a route change to sync-routes; the event is kept in the dead-letter queue'),
+        'EventBridge could not deliver a route change to the sync-routes work queue; the event is kept in the rule dead-letter queue'),
+      queueAlarm(this, 'WorkDeadLetterAlarm', this.workDeadLetterQueue,
+        'sync-routes failed a work-queue message 5 times; it is kept in the work dead-letter queue (see the function\'s logs)'),
       this.rejectedEventsAlarm(logGroup),
       new cloudwatch.Alarm(this, 'LagAlarm', {
         alarmDescription:
@@ -406,7 +518,7 @@ export class SyncRoutes extends Construct {
       // Execution logs need an account-wide API Gateway role; access logs need none.
       cloudWatchRole: false,
       deployOptions: {
-        stageName: 'prod',
+        stageName: props.httpStageName ?? 'v1',
         accessLogDestination: new apigateway.LogGroupLogDestination(accessLogs),
         accessLogFormat: apigateway.AccessLogFormat.jsonWithStandardFields(),
         metricsEnabled: true,
@@ -476,10 +588,14 @@ export class SyncRoutes extends Construct {
     return [api, key];
   }
 
-  /** A target of this function for a rule: retries, then the dead-letter queue. */
-  private ruleTarget(maxEventAge: Duration): targets.LambdaFunction {
-    return new targets.LambdaFunction(this.function, {
-      // Retries cover a throttled or failed Invoke call; what is left goes to the DLQ.
+  /**
+   * The work queue as a rule's target: the message body is the whole event. Retries cover a
+   * throttled or failed SendMessage; what is left goes to the rule dead-letter queue. The
+   * target adds a queue policy statement for events.amazonaws.com with aws:SourceArn of
+   * this rule, so only the rules of this construct may send.
+   */
+  private ruleTarget(maxEventAge: Duration): targets.SqsQueue {
+    return new targets.SqsQueue(this.workQueue, {
       retryAttempts: 8,
       maxEventAge,
       deadLetterQueue: this.ruleDeadLetterQueue,
@@ -495,24 +611,6 @@ export class SyncRoutes extends Construct {
       dimensionsMap: { FunctionName: this.function.functionName },
       statistic,
       period: Duration.minutes(5),
-    });
-  }
-
-  /**
-   * An invocation that meets its deadline invokes the function again, asynchronously, to
-   * continue (the hand-off). A policy of its own, not the role's default one: the function
-   * depends on the default policy, and naming the function there would be a cycle.
-   */
-  private grantHandOff(): void {
-    new iam.Policy(this, 'HandOffPolicy', {
-      roles: [this.role],
-      statements: [
-        new iam.PolicyStatement({
-          sid: 'HandOffToItself',
-          actions: ['lambda:InvokeFunction'],
-          resources: [this.function.functionArn],
-        }),
-      ],
     });
   }
 
@@ -532,12 +630,12 @@ export class SyncRoutes extends Construct {
         width: 12,
       }),
       new cloudwatch.GraphWidget({
-        title: 'Routes written, tables failed, throttled calls, writes handed on',
+        title: 'Routes written, tables failed, throttled calls, tables continued on the queue',
         left: [
           this.metric('RoutesWritten', cloudwatch.Stats.SUM).with({ label: 'routes written' }),
           this.metric('TablesFailed', cloudwatch.Stats.SUM).with({ label: 'tables failed' }),
           this.metric('Throttled', cloudwatch.Stats.SUM).with({ label: 'throttled EC2 calls' }),
-          this.metric('TablesDeferred', cloudwatch.Stats.SUM).with({ label: 'handed on' }),
+          this.metric('TablesDeferred', cloudwatch.Stats.SUM).with({ label: 'continued on the queue' }),
         ],
         width: 12,
       }),
@@ -553,8 +651,28 @@ export class SyncRoutes extends Construct {
         width: 12,
       }),
       new cloudwatch.GraphWidget({
+        title: 'Work queue: messages waiting, age of the oldest',
+        left: [
+          this.workQueue
+            .metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM })
+            .with({ label: 'messages waiting' }),
+        ],
+        right: [
+          this.workQueue
+            .metricApproximateAgeOfOldestMessage({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM })
+            .with({ label: 'oldest message (s)' }),
+        ],
+        rightYAxis: { label: 's', showUnits: false },
+        width: 12,
+      }),
+    );
+    dashboard.addWidgets(
+      new cloudwatch.GraphWidget({
         title: 'Events kept in the failure queues',
         left: [
+          this.workDeadLetterQueue
+            .metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM })
+            .with({ label: 'work dead letters' }),
           this.failedInvocationsQueue
             .metricApproximateNumberOfMessagesVisible({ ...fiveMinutes, statistic: cloudwatch.Stats.MAXIMUM })
             .with({ label: 'failed invocations' }),
@@ -822,6 +940,21 @@ function validateProps(props: SyncRoutesProps): void {
   const concurrency = props.reservedConcurrency;
   if (concurrency !== undefined && (concurrency < 1 || !Number.isInteger(concurrency))) {
     throw new Error('reservedConcurrency must be a whole number of at least 1');
+  }
+  const maxConcurrency = props.maxConcurrency;
+  if (maxConcurrency !== undefined && !(Number.isInteger(maxConcurrency) && maxConcurrency >= 2 && maxConcurrency <= 1000)) {
+    throw new Error(`maxConcurrency must be a whole number from 2 to 1000 (the range Lambda accepts), not ${maxConcurrency}`);
+  }
+  const window = props.batchingWindow;
+  if (window !== undefined && !window.isUnresolved()) {
+    const ms = window.toMilliseconds();
+    if (ms < 0 || ms > 300_000 || ms % 1000 !== 0) {
+      throw new Error(`batchingWindow must be whole seconds from 0 to 300, not ${window.toHumanString()}`);
+    }
+  }
+  const stage = props.httpStageName;
+  if (stage !== undefined && !Token.isUnresolved(stage) && !/^[A-Za-z0-9_-]{1,128}$/.test(stage)) {
+    throw new Error(`httpStageName: '${stage}' is not a stage name (letters, digits, - and _, at most 128)`);
   }
   for (const [name, value] of [['httpBurstLimit', props.httpBurstLimit], ['httpRateLimit', props.httpRateLimit]] as const) {
     if (value !== undefined && !(value > 0)) {

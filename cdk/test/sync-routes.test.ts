@@ -1,5 +1,5 @@
-import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { App, Duration, Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { SyncRoutes } from '../lib/sync-routes';
@@ -16,6 +16,9 @@ const LOG_GROUP = 'SyncRoutesLogGroup45E0F278';
 const FAILED_QUEUE = 'SyncRoutesFailedInvocationsQueue2E2C5F95';
 const DLQ = 'SyncRoutesRuleDeadLetterQueueA307A163';
 const RULE = 'SyncRoutesRule4170BDAE';
+const SWEEP_RULE = 'SyncRoutesSweepRule544DCBD8';
+const WORK_QUEUE = 'SyncRoutesWorkQueueF237AF66';
+const WORK_DLQ = 'SyncRoutesWorkDeadLetterQueueD864687C';
 
 /** `arn:${Partition}:ec2:${Region}:${AccountId}:<rest>` as CDK renders it. */
 const ec2Arn = (rest: string) => ({
@@ -25,7 +28,7 @@ const ec2Arn = (rest: string) => ({
 describe('default deployment', () => {
   const { template } = synthStack();
 
-  test('function: provided.al2023, bootstrap, x86_64, 128 MB, 60 s, JSON logs, topic ARN', () => {
+  test('function: provided.al2023, bootstrap, x86_64, 128 MB, 60 s, JSON logs, topic ARN and queue URL', () => {
     template.resourceCountIs('AWS::Lambda::Function', 1);
     template.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'provided.al2023',
@@ -35,8 +38,8 @@ describe('default deployment', () => {
       Timeout: 60,
       Role: { 'Fn::GetAtt': [ROLE, 'Arn'] },
       LoggingConfig: { LogFormat: 'JSON', ApplicationLogLevel: 'INFO', LogGroup: { Ref: LOG_GROUP } },
-      // SYNC_TARGET_KINDS is left to the function's default.
-      Environment: { Variables: Match.objectEquals({ SNS_TOPIC_ARN: { Ref: TOPIC } }) },
+      // SYNC_TARGET_KINDS is left to the function's default; continuations go to the work queue.
+      Environment: { Variables: Match.objectEquals({ SNS_TOPIC_ARN: { Ref: TOPIC }, SYNC_QUEUE_URL: { Ref: WORK_QUEUE } }) },
     });
     template.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 90 });
   });
@@ -71,14 +74,15 @@ describe('default deployment', () => {
     });
   });
 
-  test('rule target: retry policy and dead-letter queue', () => {
-    template.hasResourceProperties('AWS::Events::Rule', {
-      Targets: [Match.objectLike({
-        Arn: { 'Fn::GetAtt': [FUNCTION, 'Arn'] },
-        RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 },
-        DeadLetterConfig: { Arn: { 'Fn::GetAtt': [DLQ, 'Arn'] } },
-      })],
-    });
+  test('rule target: the work queue, with retry policy and dead-letter queue', () => {
+    const rule = template.findResources('AWS::Events::Rule')[RULE];
+    expect(rule.Properties.Targets).toEqual([expect.objectContaining({
+      Arn: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] },
+      RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 },
+      DeadLetterConfig: { Arn: { 'Fn::GetAtt': [DLQ, 'Arn'] } },
+    })]);
+    // The whole event is the message body: no Input, InputPath or InputTransformer.
+    expect(Object.keys(rule.Properties.Targets[0]).sort()).toEqual(['Arn', 'DeadLetterConfig', 'Id', 'RetryPolicy']);
     // EventBridge may write to the DLQ, for this rule only.
     const dlqPolicy = Object.values(template.findResources('AWS::SQS::QueuePolicy', { Properties: { Queues: [{ Ref: DLQ }] } }))[0];
     expect(dlqPolicy.Properties.PolicyDocument.Statement).toContainEqual(expect.objectContaining({
@@ -100,10 +104,14 @@ describe('default deployment', () => {
     });
   });
 
-  test('queues: encrypted, TLS only, 14 days', () => {
-    template.resourceCountIs('AWS::SQS::Queue', 2);
-    for (const queue of Object.values(template.findResources('AWS::SQS::Queue'))) {
-      expect(queue.Properties).toEqual(expect.objectContaining({ SqsManagedSseEnabled: true, MessageRetentionPeriod: 1209600 }));
+  test('queues: encrypted, TLS only, the failure queues 14 days', () => {
+    template.resourceCountIs('AWS::SQS::Queue', 4);
+    const queues = template.findResources('AWS::SQS::Queue');
+    for (const queue of Object.values(queues)) {
+      expect(queue.Properties).toEqual(expect.objectContaining({ SqsManagedSseEnabled: true }));
+    }
+    for (const id of [FAILED_QUEUE, DLQ, WORK_DLQ]) {
+      expect({ id, retention: queues[id].Properties.MessageRetentionPeriod }).toEqual({ id, retention: 1209600 });
     }
     for (const policy of Object.values(template.findResources('AWS::SQS::QueuePolicy'))) {
       expect(policy.Properties.PolicyDocument.Statement).toContainEqual(expect.objectContaining({
@@ -131,8 +139,8 @@ describe('default deployment', () => {
     }));
   });
 
-  test('alarms: function errors, both failure queues, rejected payloads and lag, all notifying the topic', () => {
-    template.resourceCountIs('AWS::CloudWatch::Alarm', 5);
+  test('alarms: function errors, the three failure queues, rejected payloads and lag, all notifying the topic', () => {
+    template.resourceCountIs('AWS::CloudWatch::Alarm', 6);
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       Namespace: 'SyncRoutes', MetricName: 'EventLag', ExtendedStatistic: 'p99', Period: 300,
       Dimensions: [{ Name: 'FunctionName', Value: { Ref: FUNCTION } }],
@@ -158,7 +166,7 @@ describe('default deployment', () => {
     template.hasResourceProperties('AWS::CloudWatch::Alarm', {
       ...common, Namespace: 'SyncRoutes', MetricName: 'RejectedEvents', Statistic: 'Sum', Period: 300,
     });
-    for (const queue of [FAILED_QUEUE, DLQ]) {
+    for (const queue of [FAILED_QUEUE, DLQ, WORK_DLQ]) {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         ...common, Namespace: 'AWS/SQS', MetricName: 'ApproximateNumberOfMessagesVisible', Statistic: 'Maximum',
         Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [queue, 'QueueName'] } }],
@@ -172,15 +180,8 @@ describe('default deployment', () => {
       ManagedPolicyArns: Match.absent(),
       Policies: Match.absent(),
     });
-    template.resourceCountIs('AWS::IAM::Policy', 2);
-    // The hand-off: the function invokes itself to continue past its deadline; in a policy
-    // of its own, since the function depends on the default policy.
-    template.hasResourceProperties('AWS::IAM::Policy', {
-      Roles: [{ Ref: ROLE }],
-      PolicyDocument: {
-        Statement: [{ Sid: 'HandOffToItself', Effect: 'Allow', Action: 'lambda:InvokeFunction', Resource: { 'Fn::GetAtt': [FUNCTION, 'Arn'] } }],
-      },
-    });
+    // One policy: continuations go to the queue, so there is no self-invoke policy any more.
+    template.resourceCountIs('AWS::IAM::Policy', 1);
     template.hasResourceProperties('AWS::IAM::Policy', {
       Roles: [{ Ref: ROLE }],
       PolicyDocument: {
@@ -191,8 +192,16 @@ describe('default deployment', () => {
           { Sid: 'WriteRoutes', Effect: 'Allow', Action: ['ec2:CreateRoute', 'ec2:ReplaceRoute'], Resource: ec2Arn('route-table/*') },
           { Sid: 'PublishAlerts', Effect: 'Allow', Action: 'sns:Publish', Resource: { Ref: TOPIC } },
           { Sid: 'EncryptAlerts', Effect: 'Allow', Action: ['kms:Decrypt', 'kms:GenerateDataKey'], Resource: { 'Fn::GetAtt': [KEY, 'Arn'] } },
+          // Continuations: work the function could not finish goes back on its own queue.
+          { Sid: 'ContinueOnQueue', Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] } },
           // Lambda's on-failure destination sends with the function's role; nothing else.
           { Sid: 'KeepFailedEvents', Effect: 'Allow', Action: 'sqs:SendMessage', Resource: { 'Fn::GetAtt': [FAILED_QUEUE, 'Arn'] } },
+          // The event source mapping polls with the function's role (SqsEventSource's grant).
+          {
+            Effect: 'Allow',
+            Action: ['sqs:ChangeMessageVisibility', 'sqs:DeleteMessage', 'sqs:GetQueueAttributes', 'sqs:GetQueueUrl', 'sqs:ReceiveMessage'],
+            Resource: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] },
+          },
         ],
       },
     });
@@ -240,10 +249,14 @@ describe('default deployment', () => {
     template.resourceCountIs('AWS::S3::Bucket', 0);
   });
 
-  test('outputs: function, topic, rule and the invoke command', () => {
+  test('outputs: function, topic, rule, queues and the invoke command', () => {
     template.hasOutput('FunctionName', { Value: { Ref: FUNCTION } });
     template.hasOutput('TopicArn', { Value: { Ref: TOPIC } });
     template.hasOutput('RuleName', { Value: { Ref: RULE } });
+    template.hasOutput('WorkQueueUrl', { Value: { Ref: WORK_QUEUE } });
+    template.hasOutput('WorkDeadLetterQueueUrl', { Value: { Ref: WORK_DLQ } });
+    template.hasOutput('FailedInvocationsQueueUrl', { Value: { Ref: FAILED_QUEUE } });
+    template.hasOutput('RuleDeadLetterQueueUrl', { Value: { Ref: DLQ } });
     template.hasOutput('InvokeCommand', {
       Value: {
         'Fn::Join': ['', [
@@ -322,39 +335,46 @@ describe('options', () => {
     }
   });
 
-  test('defaults: sweep every 15 minutes with the same retries and dead-letter queue, reserved concurrency 2, dashboard output', () => {
+  test('defaults: sweep every 15 minutes to the work queue with the same retries and dead-letter queue, no reserved concurrency, dashboard output', () => {
     const { template } = synthStack();
     const sweeps = template.findResources('AWS::Events::Rule', { Properties: { ScheduleExpression: 'rate(15 minutes)' } });
     expect(Object.keys(sweeps)).toHaveLength(1);
     const [sweep] = Object.values(sweeps) as any[];
+    expect(Object.keys(sweeps)).toEqual([SWEEP_RULE]);
+    expect(sweep.Properties.Targets).toHaveLength(1);
     expect(sweep.Properties.Targets[0]).toMatchObject({
-      Arn: { 'Fn::GetAtt': [FUNCTION, 'Arn'] },
+      Arn: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] },
       RetryPolicy: { MaximumRetryAttempts: 8, MaximumEventAgeInSeconds: 21600 },
       DeadLetterConfig: { Arn: { 'Fn::GetAtt': [DLQ, 'Arn'] } },
     });
-    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 2 });
+    // Reserving any concurrency fails the deploy on a new account (quota 10).
+    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });
     template.hasOutput('DashboardName', { Value: { Ref: Match.stringLikeRegexp('Dashboard') } });
     const env = template.findResources('AWS::Lambda::Function')[FUNCTION].Properties.Environment.Variables;
-    expect(Object.keys(env).sort()).toEqual(['SNS_TOPIC_ARN']);
+    expect(Object.keys(env).sort()).toEqual(['SNS_TOPIC_ARN', 'SYNC_QUEUE_URL']);
   });
 
-  test('dashboard: lag p50/p99, routes written, failed tables, throttles, invocations, errors, both failure queues', () => {
+  test('dashboard: lag p50/p99, routes written, failed tables, throttles, invocations, errors, work queue, failure queues', () => {
     const { template } = synthStack();
     const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
     const body = JSON.stringify(dashboard.Properties.DashboardBody);
     for (const words of ['EventLag', 'p50', 'p99', 'RoutesWritten', 'TablesFailed', 'Throttled', 'TablesDeferred',
-      'Invocations', 'Errors', 'ApproximateNumberOfMessagesVisible', 'SyncRoutes']) {
+      'Invocations', 'Errors', 'ApproximateNumberOfMessagesVisible', 'ApproximateAgeOfOldestMessage', 'SyncRoutes']) {
       expect(body).toContain(words);
+    }
+    // Work queue depth and age, and the depth of each failure queue, including the work DLQ.
+    for (const queue of [WORK_QUEUE, WORK_DLQ, FAILED_QUEUE, DLQ]) {
+      expect(body).toContain(JSON.stringify({ 'Fn::GetAtt': [queue, 'QueueName'] }));
     }
   });
 
   test('sweep=off: no schedule; sweepSchedule sets it; lagAlarmThreshold and reservedConcurrency', () => {
     const off = synthStack({ sweep: 'off' }).template;
     expect(Object.keys(off.findResources('AWS::Events::Rule', { Properties: { ScheduleExpression: Match.anyValue() } }))).toHaveLength(0);
-    const { template } = synthStack({ sweepSchedule: 'rate(5 minutes)', lagAlarmThreshold: '30', reservedConcurrency: '1' });
+    const { template } = synthStack({ sweepSchedule: 'rate(5 minutes)', lagAlarmThreshold: '30', reservedConcurrency: '3' });
     template.hasResourceProperties('AWS::Events::Rule', { ScheduleExpression: 'rate(5 minutes)' });
     template.hasResourceProperties('AWS::CloudWatch::Alarm', { MetricName: 'EventLag', Threshold: 30000 });
-    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 1 });
+    template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 3 });
     expect(() => synthStack({ sweep: 'sometimes' })).toThrow(/sweep must be on or off/);
     expect(() => synthStack({ sweepSchedule: 'every 5 minutes' })).toThrow(/schedule expression/);
     expect(() => synthStack({ reservedConcurrency: '0' })).toThrow(/reservedConcurrency/);
@@ -439,11 +459,22 @@ describe('options', () => {
     expect(JSON.stringify(template.toJSON().Outputs.ApiKeyCommand)).toContain('--include-value');
   });
 
-  test('httpEndpoint defaults: the original tool\'s burst 10 and rate 1', () => {
-    synthStack({ httpEndpoint: 'true' }).template.hasResourceProperties('AWS::ApiGateway::UsagePlan', {
+  test('httpEndpoint defaults: the original tool\'s burst 10 and rate 1, stage v1', () => {
+    const { template } = synthStack({ httpEndpoint: 'true' });
+    template.hasResourceProperties('AWS::ApiGateway::UsagePlan', {
       Throttle: { BurstLimit: 10, RateLimit: 1 },
     });
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'v1' });
+    expect(apiUrlStageName(template)).toBe('v1');
     expect(() => synthStack({ httpEndpoint: 'true', httpRateLimit: '0' })).toThrow(/httpRateLimit/);
+  });
+
+  test('httpStageName: the stage and the ApiUrl output follow it', () => {
+    const { template } = synthStack({ httpEndpoint: 'true', httpStageName: 'prod' });
+    template.resourceCountIs('AWS::ApiGateway::Stage', 1);
+    template.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'prod' });
+    expect(apiUrlStageName(template)).toBe('prod');
+    expect(() => synthStack({ httpEndpoint: 'true', httpStageName: 'v 1' })).toThrow(/httpStageName: 'v 1' is not a stage name/);
   });
 
   test('architecture and syncTargetKinds', () => {
@@ -452,6 +483,110 @@ describe('options', () => {
       Architectures: ['arm64'],
       Environment: { Variables: { SNS_TOPIC_ARN: { Ref: TOPIC }, SYNC_TARGET_KINDS: 'network-interface,transit-gateway' } },
     });
+  });
+});
+
+describe('work queue: EventBridge -> SQS -> event source mapping', () => {
+  const { template } = synthStack();
+
+  test('encrypted, TLS only, 6x the function timeout, 4 days, dead-letter queue after 5 receives', () => {
+    const queue = template.findResources('AWS::SQS::Queue')[WORK_QUEUE];
+    expect(queue.Properties).toEqual(expect.objectContaining({
+      SqsManagedSseEnabled: true,
+      VisibilityTimeout: 360,
+      MessageRetentionPeriod: 345600,
+      RedrivePolicy: { deadLetterTargetArn: { 'Fn::GetAtt': [WORK_DLQ, 'Arn'] }, maxReceiveCount: 5 },
+    }));
+    // The guidance follows the function's timeout.
+    const stack = new Stack(newApp(), 'Timeout');
+    new SyncRoutes(stack, 'SyncRoutes', { code: lambda.Code.fromAsset(PLACEHOLDER_ASSET), timeout: Duration.seconds(30) });
+    Template.fromStack(stack).hasResourceProperties('AWS::SQS::Queue', { VisibilityTimeout: 180, RedrivePolicy: Match.anyValue() });
+  });
+
+  test('queue policy: TLS only, and only the two rules of this stack may send', () => {
+    const [policy] = Object.values(template.findResources('AWS::SQS::QueuePolicy', { Properties: { Queues: [{ Ref: WORK_QUEUE }] } }));
+    const statements: Array<Record<string, any>> = policy.Properties.PolicyDocument.Statement;
+    const allows = statements.filter((s) => s.Effect === 'Allow');
+    expect(allows).toHaveLength(2);
+    expect(allows.map((s) => s.Condition)).toEqual([RULE, SWEEP_RULE].map((rule) => ({
+      ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [rule, 'Arn'] } },
+    })));
+    for (const allow of allows) {
+      expect(allow.Principal).toEqual({ Service: 'events.amazonaws.com' });
+      expect([allow.Action].flat()).toContain('sqs:SendMessage');
+      expect([allow.Action].flat()).not.toContain('sqs:ReceiveMessage');
+    }
+    expect(statements.filter((s) => s.Effect === 'Deny')).toEqual([
+      expect.objectContaining({ Action: 'sqs:*', Condition: { Bool: { 'aws:SecureTransport': 'false' } } }),
+    ]);
+  });
+
+  test('event source mapping: batches of 10, a 1 s window, partial batch responses, at most 2 at once', () => {
+    template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
+    const [mapping] = Object.values(template.findResources('AWS::Lambda::EventSourceMapping'));
+    expect(mapping.Properties).toEqual(expect.objectContaining({
+      EventSourceArn: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] },
+      FunctionName: { Ref: FUNCTION },
+      BatchSize: 10,
+      MaximumBatchingWindowInSeconds: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 2 },
+    }));
+  });
+
+  test('maxConcurrency and batchingWindow from context', () => {
+    const { template: t } = synthStack({ maxConcurrency: '5', batchingWindow: '3' });
+    t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      ScalingConfig: { MaximumConcurrency: 5 },
+      MaximumBatchingWindowInSeconds: 3,
+    });
+    // Still nothing reserved.
+    t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });
+  });
+
+  test('bad maxConcurrency and batchingWindow values are refused with the accepted range', () => {
+    for (const value of ['1', '1001', '2.5', '0']) {
+      expect(() => synthStack({ maxConcurrency: value })).toThrow(/maxConcurrency must be a whole number from 2 to 1000/);
+    }
+    expect(() => synthStack({ maxConcurrency: 'two' })).toThrow(/maxConcurrency must be a number/);
+    for (const value of ['301', '1.5']) {
+      expect(() => synthStack({ batchingWindow: value })).toThrow(/batchingWindow must be whole seconds from 0 to 300/);
+    }
+    expect(() => synthStack({ batchingWindow: 'soon' })).toThrow(/batchingWindow must be a number/);
+    synthStack({ batchingWindow: '0' }).template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { MaximumBatchingWindowInSeconds: 0 });
+  });
+
+  test('the function may loop through its own queue (continuations)', () => {
+    template.hasResourceProperties('AWS::Lambda::Function', { RecursiveLoop: 'Allow' });
+  });
+
+  test('reservedConcurrency: only when given; below maxConcurrency it warns', () => {
+    const { stack, template: t } = synthStack({ reservedConcurrency: '1' });
+    t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 1 });
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('reservedConcurrency 1 is below maxConcurrency 2'));
+    expect(warnings).toHaveLength(1);
+    const enough = synthStack({ reservedConcurrency: '4', maxConcurrency: '4' });
+    enough.template.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: 4 });
+    expect(Annotations.fromStack(enough.stack).findWarning('*', Match.stringLikeRegexp('reservedConcurrency'))).toHaveLength(0);
+  });
+
+  test('the role sends only to the work queue (continuations) and the failed-invocations queue; nobody invokes the function', () => {
+    const statements = allPolicyStatements(template).filter(({ resource }) => resource.includes('AWS::IAM::'));
+    const sends = statements.filter(({ statement }) => [statement.Action].flat().includes('sqs:SendMessage'));
+    expect(sends.map(({ statement }) => [statement.Sid, statement.Resource])).toEqual([
+      ['ContinueOnQueue', { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] }],
+      ['KeepFailedEvents', { 'Fn::GetAtt': [FAILED_QUEUE, 'Arn'] }],
+    ]);
+    const json = JSON.stringify(template.toJSON());
+    expect(json).not.toContain('lambda:InvokeFunction');
+    expect(json).not.toContain('HandOff');
+    // Only API Gateway (with httpEndpoint) may invoke the function; by default nothing.
+    template.resourceCountIs('AWS::Lambda::Permission', 0);
+  });
+
+  test('direct asynchronous invocations keep their retries and on-failure queue; the errors alarm stays', () => {
+    template.resourceCountIs('AWS::Lambda::EventInvokeConfig', 1);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { Namespace: 'AWS/Lambda', MetricName: 'Errors' });
   });
 });
 
@@ -486,6 +621,7 @@ describe('cdk-nag AwsSolutions', () => {
       'AwsSolutions-S1',
       'AwsSolutions-SQS3',
       'AwsSolutions-SQS3',
+      'AwsSolutions-SQS3',
     ]);
     for (const ack of acks) {
       for (const reason of Object.values(ack.data)) {
@@ -502,6 +638,19 @@ describe('cdk-nag AwsSolutions', () => {
     expect(JSON.stringify(pluginReports)).toContain('AwsSolutions-S1');
   });
 });
+
+/**
+ * The stage name in the ApiUrl output: the URL refers to the stage resource
+ * (`https://<api>.execute-api.<region>.<suffix>/<Ref stage>/vpcs/...`), whose StageName it is.
+ */
+function apiUrlStageName(template: Template): string {
+  const [, parts] = template.toJSON().Outputs.ApiUrl.Value['Fn::Join'] as [string, unknown[]];
+  const i = parts.findIndex((p) => typeof p === 'string' && p.startsWith('/vpcs/{vpc-id}/route-tables/{route-table-id}'));
+  expect(parts[i - 1]).toEqual({ Ref: expect.any(String) });
+  const stage = template.toJSON().Resources[(parts[i - 1] as { Ref: string }).Ref];
+  expect(stage.Type).toBe('AWS::ApiGateway::Stage');
+  return stage.Properties.StageName;
+}
 
 /** The stack as bin/sync-routes.ts builds it, in an app that cdk-nag will check. */
 class SyncRoutesStackForNag extends SyncRoutesStack {
