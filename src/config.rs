@@ -16,6 +16,9 @@ pub struct Config {
     pub policy: Policy,
     /// `SYNC_MAX_CONCURRENT_WRITES`.
     pub max_concurrent_writes: usize,
+    /// `SYNC_QUEUE_URL`: the function's own work queue, where unfinished work goes back
+    /// (the CDK app sets it); unset: an asynchronous Invoke of the function instead.
+    pub queue_url: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,10 +88,23 @@ impl Config {
                 }
             },
         };
+        let queue_url = match lookup("SYNC_QUEUE_URL").map(|v| v.trim().to_owned()) {
+            None => None,
+            Some(v) if v.is_empty() => None,
+            Some(v) if (v.starts_with("https://") || v.starts_with("http://")) && v.matches('/').count() >= 4 => Some(v),
+            Some(v) => {
+                return Err(ConfigError {
+                    variable: "SYNC_QUEUE_URL",
+                    value: v,
+                    accepts: "an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME), or unset to hand work on by invoking the function".into(),
+                })
+            }
+        };
         Ok(Self {
             sns_topic_arn,
             policy,
             max_concurrent_writes,
+            queue_url,
         })
     }
 
@@ -267,6 +283,16 @@ mod tests {
         assert!(e.to_string().contains("did you mean 10.1.0.0/16"), "{e}");
         let e = config(&[("SYNC_VPC_IDS", "vpc-1, subnet-12345678")]).unwrap_err();
         assert_eq!(e.variable, "SYNC_VPC_IDS");
+        let e = config(&[("SYNC_QUEUE_URL", "sync-routes-work")]).unwrap_err();
+        assert_eq!(e.variable, "SYNC_QUEUE_URL");
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/SyncRoutesWork";
+        assert_eq!(
+            config(&[("SYNC_QUEUE_URL", url)])
+                .unwrap()
+                .queue_url
+                .as_deref(),
+            Some(url)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use tokio::time::Instant;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
 use aws_lambda_events::encodings::Body;
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 
 use crate::adapters::emf;
 use crate::adapters::trigger::{self, Trigger};
@@ -47,6 +48,52 @@ pub async fn handle<E: RouteTables, N: Notifier>(
     tracing::info!(outcome = report.outcome.name(), summary = %report.message, report = %json, "done");
     emit_metrics(&report, event_time);
     report
+}
+
+/// A batch from the work queue: each record's body is handled as a payload of its own, in
+/// order, and the answer names the records for SQS to deliver again. Only a record that
+/// failed and handed nothing on is one of those: work that goes on in a continuation is
+/// never also retried (that would fork it), and bad input or a refusal is a final answer.
+/// A record the deadline leaves unstarted goes back on the queue as it came, rather than
+/// waiting out the visibility timeout and counting a receive against the dead-letter queue.
+pub async fn handle_batch<E: RouteTables, N: Notifier>(
+    syncer: &Syncer<E, N>,
+    region: Option<&str>,
+    batch: SqsEvent,
+    deadline: Instant,
+) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for record in batch.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.unwrap_or_default();
+        let receives = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .cloned()
+            .unwrap_or_default();
+        if Instant::now() >= deadline {
+            let resent = match syncer.hand_off_port() {
+                Some(port) => port.resend(&body).await,
+                None => Err("no queue to put it back on".to_owned()),
+            };
+            match resent {
+                Ok(()) => {
+                    tracing::info!(decision = "resent", message_id = %id, "the deadline came before this record")
+                }
+                Err(error) => {
+                    tracing::warn!(decision = "record-retried", message_id = %id, error = %error);
+                    response.add_failure(id);
+                }
+            }
+            continue;
+        }
+        tracing::info!(decision = "record", message_id = %id, receives = %receives);
+        let report = handle(syncer, region, &body, deadline).await;
+        if report.is_failure() && report.calls.hand_offs == 0 {
+            response.add_failure(id);
+        }
+    }
+    response
 }
 
 /// One embedded-metric-format line per request, on stderr with the logs (stdout is the

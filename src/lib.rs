@@ -12,6 +12,7 @@ pub mod adapters {
     pub mod pacer;
     pub mod retry;
     pub mod sns;
+    pub mod sqs;
     pub mod trigger;
 }
 pub mod domain {

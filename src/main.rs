@@ -36,6 +36,9 @@ environment:
 /// How long `invoke` may retry before it reports; a Lambda invocation uses its deadline.
 const INVOKE_BUDGET: Duration = Duration::from_secs(60);
 
+/// An HTTP request is answered within this (API Gateway's integration times out at 29 s).
+const HTTP_ANSWER_WITHIN: Duration = Duration::from_secs(27);
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -69,10 +72,31 @@ async fn serve(config: &Config) -> ExitCode {
     let (syncer, region) = runtime::build_for_lambda(config).await;
     let (syncer, region) = (&syncer, region.as_deref());
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
-        let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);
         let payload = event.payload.get();
+        if let Some(batch) = trigger::sqs_batch(payload) {
+            // The work queue's event source mapping: never a Lambda error, which would make
+            // SQS deliver the whole batch again; the failed records are named instead.
+            let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);
+            let response = handler::handle_batch(syncer, region, batch, deadline).await;
+            return serde_json::to_value(response).map_err(|e| Diagnostic {
+                error_type: "Serialize".to_owned(),
+                error_message: e.to_string(),
+            });
+        }
+        let http = trigger::is_http(payload);
+        let deadline = if http {
+            // API Gateway gives up at 29 s: answer by 27 s, with 202 and what was handed on.
+            runtime::deadline_from_epoch_ms(
+                event
+                    .context
+                    .deadline
+                    .min(runtime::epoch_ms_in(HTTP_ANSWER_WITHIN)),
+            )
+        } else {
+            runtime::deadline_from_epoch_ms(event.context.deadline)
+        };
         let report = handler::handle(syncer, region, payload, deadline).await;
-        if trigger::is_http(payload) {
+        if http {
             // The original tool's HTTP API: the caller gets a status and the report.
             return serde_json::to_value(handler::http_response(&report)).map_err(|e| Diagnostic {
                 error_type: "Serialize".to_owned(),

@@ -13,17 +13,19 @@ use std::sync::Arc;
 use crate::adapters::ec2::Ec2RouteTables;
 use crate::adapters::lambda::LambdaHandOff;
 use crate::adapters::sns::SnsNotifier;
+use crate::adapters::sqs::SqsContinuation;
 use crate::config::Config;
 use crate::domain::plan::TargetKind;
 use crate::domain::sync::Syncer;
 
 pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 
-/// Time kept back from the invocation's deadline to hand the rest on, publish the notice and
-/// return the report after the last retry: a thirtieth of the time left, within these
-/// bounds (2 s of a 60 s invocation; a third of a second of a 10 s one).
+/// Time kept back from the invocation's deadline to hand the rest on and publish the notice
+/// (each bounded by `after_the_deadline`, under half a second; the hand-offs go out at once)
+/// and return the report: a thirtieth of the time left, within these bounds (2 s of a 60 s
+/// invocation, 1 s of a 10 s one).
 const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(2000);
-const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(300);
+const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(1000);
 
 /// Builds the engine and its clients once. The SDK's own variables (`AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, credentials) apply, so the function can point at an emulator.
@@ -32,19 +34,42 @@ pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
     build_with(config, &shared)
 }
 
-/// As `build`, on Lambda: a reconcile that meets its deadline is handed on to a new
-/// asynchronous invocation of this function (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
+/// As `build`, on Lambda: what an invocation cannot finish goes back on the function's work
+/// queue (`SYNC_QUEUE_URL`), or without one to a new asynchronous invocation of this
+/// function (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
 pub async fn build_for_lambda(config: &Config) -> (AwsSyncer, Option<String>) {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
     let (syncer, region) = build_with(config, &shared);
-    let syncer = match std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
-        Ok(name) if !name.is_empty() => {
-            let client = aws_sdk_lambda::Client::new(&shared);
+    let syncer = match (&config.queue_url, std::env::var("AWS_LAMBDA_FUNCTION_NAME")) {
+        (Some(queue_url), _) => {
+            let sqs_config = aws_sdk_sqs::config::Builder::from(&shared)
+                .retry_config(RetryConfig::standard().with_max_attempts(2))
+                .timeout_config(after_the_deadline())
+                .build();
+            let client = aws_sdk_sqs::Client::from_conf(sqs_config);
+            syncer.with_hand_off(Arc::new(SqsContinuation::new(client, queue_url.clone())))
+        }
+        (None, Ok(name)) if !name.is_empty() => {
+            let lambda_config = aws_sdk_lambda::config::Builder::from(&shared)
+                .retry_config(RetryConfig::standard().with_max_attempts(2))
+                .timeout_config(after_the_deadline())
+                .build();
+            let client = aws_sdk_lambda::Client::from_conf(lambda_config);
             syncer.with_hand_off(Arc::new(LambdaHandOff::new(client, name)))
         }
         _ => syncer,
     };
     (syncer, region)
+}
+
+/// The calls made after the deadline (hand-offs, the notice) must end within the margin kept
+/// for them: each is bounded as a whole, retries included.
+fn after_the_deadline() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .operation_attempt_timeout(Duration::from_millis(400))
+        .operation_timeout(Duration::from_millis(450))
+        .build()
 }
 
 /// As `build`, from an SDK configuration made elsewhere (tests point it at an emulator).
@@ -70,11 +95,21 @@ pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<Str
     }
     let notifier = config.sns_topic_arn.clone().map(|topic| {
         let sns_config = aws_sdk_sns::config::Builder::from(shared)
-            .retry_config(RetryConfig::standard().with_max_attempts(3))
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(after_the_deadline())
             .build();
         SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
     });
     (Syncer::new(ec2, notifier, config.sync_settings()), region)
+}
+
+/// Epoch milliseconds `after` from now.
+pub fn epoch_ms_in(after: Duration) -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    now + after.as_millis() as u64
 }
 
 /// The instant to stop retrying, from Lambda's deadline in epoch milliseconds.

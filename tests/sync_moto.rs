@@ -37,8 +37,9 @@ async fn a_create_in_the_main_table_reaches_all_four_custom_tables() {
         custom_targets(&ec2, &vpc, DEST).await,
         vec![Some(vpc.enis[0].clone()); 4]
     );
-    // Cold: the table alone (is it main? which VPC?), then the VPC's tables.
-    assert_eq!(proxy.count("DescribeRouteTables"), 2);
+    // Cold: the table alone (is it main? which VPC?), then the VPC's tables, then the VPC's
+    // tables again to check the writes.
+    assert_eq!(proxy.count("DescribeRouteTables"), 3);
     assert_eq!(proxy.count("CreateRoute"), 4);
     assert_eq!(proxy.count("ReplaceRoute"), 0);
     assert_eq!(report.notice, NoticeStatus::Disabled);
@@ -77,8 +78,8 @@ async fn a_failover_is_followed_with_one_read_when_warm_and_duplicates_write_not
     );
     assert_eq!(
         proxy.count("DescribeRouteTables"),
-        1,
-        "warm: one read per event"
+        2,
+        "warm: one read per event, one more to check the writes"
     );
     assert_eq!(proxy.count("ReplaceRoute"), 4);
 
@@ -283,8 +284,8 @@ async fn paged_answers_are_followed_to_the_last_table() {
     );
     assert_eq!(
         proxy.count("DescribeRouteTables"),
-        3,
-        "5 tables in pages of 2"
+        6,
+        "5 tables in pages of 2, for the read and for the check after writing"
     );
 }
 

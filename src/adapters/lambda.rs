@@ -1,10 +1,10 @@
-//! Lambda: hands a reconcile that met its deadline on to a new asynchronous invocation of
-//! this same function. The event waits in Lambda's queue like any other (within the
-//! function's reserved concurrency), so a failover bigger than one invocation goes on at the
-//! bucket's pace instead of timing out and filling the failure queue.
+//! Lambda: hands a request that met its deadline on to a new asynchronous invocation of this
+//! same function, for a deployment without a work queue (`SYNC_QUEUE_URL` unset; the CDK app
+//! always has one, see `adapters::sqs`).
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
@@ -29,23 +29,39 @@ impl LambdaHandOff {
     }
 }
 
+impl LambdaHandOff {
+    async fn invoke(&self, payload: String) -> Result<(), String> {
+        self.client
+            .invoke()
+            .function_name(&self.function_name)
+            .invocation_type(InvocationType::Event)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(&e).to_string())
+    }
+}
+
 impl HandOff for LambdaHandOff {
+    /// An asynchronous Invoke cannot wait: `delay` is not kept (the next invocation backs
+    /// off by itself).
     fn hand_off<'a>(
         &'a self,
         request: &'a SyncRequest,
+        _delay: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             let payload = hand_off_payload(request)
                 .ok_or_else(|| format!("{:?} cannot be handed on", request.subject))?;
-            self.client
-                .invoke()
-                .function_name(&self.function_name)
-                .invocation_type(InvocationType::Event)
-                .payload(Blob::new(payload))
-                .send()
-                .await
-                .map(drop)
-                .map_err(|e| aws_sdk_lambda::error::DisplayErrorContext(&e).to_string())
+            self.invoke(payload).await
         })
+    }
+
+    fn resend<'a>(
+        &'a self,
+        payload: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.invoke(payload.to_owned()))
     }
 }

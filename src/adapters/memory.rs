@@ -283,10 +283,13 @@ impl<T: Notifier + Send> Notifier for &T {
     }
 }
 
-/// Lambda's hand-off in memory: keeps every continuation asked for, or refuses them all.
+/// The hand-off in memory: keeps every continuation asked for (with its delay) and every
+/// payload sent back, or refuses them all.
 #[derive(Default)]
 pub struct MemoryHandOff {
     pub requests: Mutex<Vec<SyncRequest>>,
+    pub delays: Mutex<Vec<Duration>>,
+    pub resent: Mutex<Vec<String>>,
     pub refuse: Option<String>,
 }
 
@@ -294,6 +297,7 @@ impl HandOff for MemoryHandOff {
     fn hand_off<'a>(
         &'a self,
         request: &'a SyncRequest,
+        delay: Duration,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
             if let Some(why) = &self.refuse {
@@ -303,6 +307,26 @@ impl HandOff for MemoryHandOff {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(request.clone());
+            self.delays
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(delay);
+            Ok(())
+        })
+    }
+
+    fn resend<'a>(
+        &'a self,
+        payload: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            if let Some(why) = &self.refuse {
+                return Err(why.clone());
+            }
+            self.resent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(payload.to_owned());
             Ok(())
         })
     }

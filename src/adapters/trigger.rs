@@ -22,6 +22,7 @@ use std::time::SystemTime;
 
 use aws_lambda_events::event::apigw::ApiGatewayProxyRequest;
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+use aws_lambda_events::event::sqs::SqsEvent;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::Value;
@@ -133,6 +134,23 @@ pub fn is_http(payload: &str) -> bool {
         .ok()
         .and_then(|v| v.as_object().map(is_api_gateway))
         .unwrap_or(false)
+}
+
+/// A batch from the SQS event source mapping (the work queue): `{"Records": [...]}` whose
+/// records come from `aws:sqs`. Each record's body is an event in one of the shapes above.
+pub fn sqs_batch(payload: &str) -> Option<SqsEvent> {
+    let value: Value = serde_json::from_str(payload).ok()?;
+    let from_sqs = value
+        .get("Records")?
+        .as_array()?
+        .first()?
+        .get("eventSource")?
+        .as_str()?
+        == "aws:sqs";
+    if !from_sqs {
+        return None;
+    }
+    serde_json::from_value(value).ok()
 }
 
 /// The body of the original tool's PATCH: the ids come from the path.

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -121,12 +122,21 @@ pub trait Notifier: Sync {
     fn publish(&self, notice: &Notice) -> impl Future<Output = Result<(), String>> + Send;
 }
 
-/// The hand-off port: starts a new invocation that continues a request (Lambda's
-/// asynchronous Invoke of this same function, in production). Boxed, so the engine can hold
-/// one or none without another type parameter.
+/// The hand-off port: continues a request in a new invocation, at the earliest after
+/// `delay` (a message on the function's own work queue in production, or an asynchronous
+/// Invoke of the function where there is no queue, which cannot wait). Boxed, so the engine
+/// can hold one or none without another type parameter.
 pub trait HandOff: Send + Sync {
     fn hand_off<'a>(
         &'a self,
         request: &'a SyncRequest,
+        delay: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+    /// Puts a payload that this invocation received but could not start before its deadline
+    /// back, as it came.
+    fn resend<'a>(
+        &'a self,
+        payload: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
 }

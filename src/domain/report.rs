@@ -141,6 +141,9 @@ pub struct CallCounts {
     pub route_writes: u32,
     /// Calls EC2 answered with `RequestLimitExceeded` (each one was retried).
     pub throttled: u32,
+    /// Continuations sent (the deadline's leftovers, or an event waiting for EC2): work that
+    /// goes on elsewhere, so the request that sent them is never also retried for it.
+    pub hand_offs: u32,
 }
 
 /// How many (destination, table) pairs ended each way, so a sweep's report stays short:

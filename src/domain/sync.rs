@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use crate::domain::notice;
 use crate::domain::plan::{
-    self, Destination, Destinations, OwnWrite, Policy, Refusal, RouteTable, Scope, VpcPlan,
+    self, Action, Destination, Destinations, OwnWrite, Policy, Refusal, RouteTable, Scope, VpcPlan,
 };
 pub use crate::domain::ports::{
     AwsError, HandOff, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode,
@@ -149,6 +149,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
 
     pub(crate) fn ec2(&self) -> &E {
         &self.ec2
+    }
+
+    /// Where unfinished work goes, if anywhere (the handler puts back the records of a batch
+    /// it could not start).
+    pub fn hand_off_port(&self) -> Option<&Arc<dyn HandOff>> {
+        self.hand_off.as_ref()
     }
 
     /// Reconciles what `request` names and reports every decision.
@@ -305,6 +311,20 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             for table in tables {
                 by_vpc.entry(table.vpc_id.clone()).or_default().push(table);
             }
+            // A write that failed for good in this request is the retry's to make, not the
+            // check's (it would fail the same way, and read as a change during the sync).
+            let failed: BTreeSet<(String, String, String)> = report
+                .tables
+                .iter()
+                .filter(|t| t.action == TableActionTaken::Failed)
+                .map(|t| {
+                    (
+                        t.vpc_id.clone(),
+                        t.destination.clone().unwrap_or_default(),
+                        t.route_table_id.clone(),
+                    )
+                })
+                .collect();
             let mut again = Vec::new();
             for vpc in &dirty {
                 // A VPC deleted meanwhile has nothing left to check.
@@ -316,6 +336,19 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     Ok(fresh) => {
                         if let Some(slot) = plans.iter_mut().find(|p| p.vpc_id == *vpc) {
                             *slot = fresh.clone();
+                        }
+                        let mut fresh = fresh;
+                        for route in &mut fresh.routes {
+                            for table in &mut route.actions {
+                                let key = (
+                                    vpc.clone(),
+                                    route.destination.to_string(),
+                                    table.table_id.clone(),
+                                );
+                                if table.action.is_write() && failed.contains(&key) {
+                                    table.action = Action::Unchanged;
+                                }
+                            }
                         }
                         let writes = fresh.writes().count();
                         tracing::info!(decision = "checked", vpc = %vpc, pass = reads, believed, writes);
@@ -397,8 +430,9 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     "EC2's reads still contradict the event after {MAX_HAND_OFFS} hand-offs"
                 ));
             }
-            Some(hand_off) => match hand_off.hand_off(&next).await {
+            Some(hand_off) => match hand_off.hand_off(&next, wait_delay(*waits)).await {
                 Ok(()) => {
+                    report.calls.hand_offs += 1;
                     report.message.push_str("; handed on to be tried again");
                     tracing::info!(
                         decision = "hand-off",
@@ -449,19 +483,34 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 Some(format!("still unfinished after {MAX_HAND_OFFS} hand-offs"))
             }
             Some(hand_off) => {
+                // At once, not one after another: each is a call past the deadline.
+                let continuations: Vec<(String, SyncRequest)> = vpcs
+                    .into_iter()
+                    .map(|vpc| {
+                        let next = SyncRequest {
+                            subject: continuation(&request.subject, vpc.clone()),
+                            dry_run: request.dry_run,
+                            source: RequestSource::HandOff { hops: hops + 1 },
+                        };
+                        (vpc, next)
+                    })
+                    .collect();
+                let sent = futures::future::join_all(
+                    continuations
+                        .iter()
+                        .map(|(_, next)| hand_off.hand_off(next, Duration::ZERO)),
+                )
+                .await;
                 let mut unable = None;
-                for vpc in vpcs {
-                    let next = SyncRequest {
-                        subject: continuation(&request.subject, vpc.clone()),
-                        dry_run: request.dry_run,
-                        source: RequestSource::HandOff { hops: hops + 1 },
-                    };
-                    if let Err(error) = hand_off.hand_off(&next).await {
-                        unable = Some(format!("the hand-off failed: {error}"));
-                        continue;
+                for ((vpc, next), sent) in continuations.into_iter().zip(sent) {
+                    match sent {
+                        Ok(()) => {
+                            tracing::info!(decision = "hand-off", request = ?next.subject, hops = hops + 1);
+                            report.calls.hand_offs += 1;
+                            handed.insert(vpc);
+                        }
+                        Err(error) => unable = Some(format!("the hand-off failed: {error}")),
                     }
-                    tracing::info!(decision = "hand-off", request = ?next.subject, hops = hops + 1);
-                    handed.insert(vpc);
                 }
                 unable
             }
@@ -932,6 +981,13 @@ fn subnet_association(table: &RouteTable) -> Stop {
             table.id, table.vpc_id
         ),
     }
+}
+
+/// How long a continuation of an event that EC2's reads do not show yet waits before it
+/// runs (where the hand-off can wait: a queue): 5, 10, 20 s ..., so that the next read comes
+/// after EC2 has had time, and the event ages past `fresh_event` within a few tries.
+fn wait_delay(waits: u32) -> Duration {
+    Duration::from_secs(5u64 << waits.min(6)).min(Duration::from_secs(300))
 }
 
 /// A later pass wrote a pair again: its entry now says where the table ended, from where it
