@@ -171,8 +171,8 @@ export interface SyncRoutesProps {
    * region) without reserving any concurrency: more work waits in the queue instead of each
    * invocation getting a sliver of the bucket and timing out, and since nothing is reserved,
    * the stack deploys on a new account whose whole Lambda quota is 10 (see
-   * `reservedConcurrency`). Two keep a long failover from holding up every other VPC's events,
-   * and measured within 1.2x the bucket's floor (BENCHMARKS.md).
+   * `reservedConcurrency`). Two keep a long failover from holding up every other VPC's events;
+   * two processes sharing the bucket measured within 1.2x its floor (BENCHMARKS.md, issue 13).
    *
    * @default 2
    */
@@ -181,8 +181,9 @@ export interface SyncRoutesProps {
   /**
    * How long the event source mapping gathers messages before it invokes the function
    * (`MaximumBatchingWindowInSeconds`, whole seconds, 0 to 300). The events of one failover
-   * arrive within a second or two and are coalesced per VPC in one batch (up to 10 messages);
-   * the window adds at most that much latency.
+   * arrive within a second or two and are handled in one invocation (up to 10 messages, in
+   * order, sharing its warm clients and its pacing of EC2's buckets); the window adds at most
+   * that much latency.
    *
    * @default Duration.seconds(1)
    */
@@ -415,8 +416,8 @@ export class SyncRoutes extends Construct {
     });
 
     // --- The engine: the work queue's event source mapping ---------------------------------
-    // Up to 10 messages a batch (the events of one failover, coalesced per VPC by the
-    // function); a message the function reports in batchItemFailures is received again after
+    // Up to 10 messages a batch (the events of one failover, handled in one invocation); a
+    // message the function reports in batchItemFailures is received again after
     // the visibility timeout, the others are deleted. SqsEventSource grants the role
     // sqs:ReceiveMessage, DeleteMessage, ChangeMessageVisibility, GetQueueAttributes and
     // GetQueueUrl on this queue, by name.
