@@ -31,6 +31,8 @@ environment:
   SYNC_DESTINATIONS           CIDRs and pl- ids in scope (default every destination)
   SYNC_PROPAGATE_DELETES      true: copy deletions (needs SYNC_DESTINATIONS)
   SYNC_MAX_CONCURRENT_WRITES  route writes in flight per request (default 16)
+  SYNC_QUEUE_URL              the work queue, where unfinished work goes back (unset: the
+                              function invokes itself)
   AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL ...  the AWS SDK's own settings";
 
 /// How long `invoke` may retry before it reports; a Lambda invocation uses its deadline.
