@@ -8,6 +8,9 @@ it works outside pytest (the benchmark imports it directly).
                      queued, every /response and /error is recorded with its timings.
     FunctionProcess  spawns the binary against its own RuntimeApi; invoke(event) ->
                      Result(ok, body, seconds, ...); cpu_seconds() / peak_rss_kb() from /proc.
+    EventSourceMapping  the work queue's SQS event source mapping (issue 17) on moto's SQS:
+                     pollers, batches, the batching window, ReportBatchItemFailures, the
+                     dead-letter queue (create_work_queue makes the queues).
     TimingProxy      a transparent forwarder that records (service, action, start, end, status)
                      of every AWS call, to put the function's wall time next to the round trips.
     start_moto / start_fault_proxy / Control / build_vpc / cloudtrail_event: the environment.
@@ -637,6 +640,375 @@ class LambdaService:
                 fn.stop()
         self.invoke_api.shutdown()
         self.invoke_api.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# The work queue's event source mapping, emulated (issue 17): EventBridge -> SQS -> Lambda.
+# The queue and its dead-letter queue are moto's real SQS; the poller is this file's.
+# --------------------------------------------------------------------------------------------
+
+def sqs_client(endpoint: str):
+    import boto3
+    return boto3.client("sqs", region_name=REGION, endpoint_url=endpoint,
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+@dataclass
+class WorkQueue:
+    url: str
+    arn: str
+    dlq_url: str
+    dlq_arn: str
+
+
+def create_work_queue(moto_url: str, name: str | None = None, visibility_timeout_s: int = 30,
+                      max_receive_count: int = 5) -> WorkQueue:
+    """The work queue and its dead-letter queue in moto, as the CDK app makes them: a
+    RedrivePolicy after `max_receive_count` receives, and a VisibilityTimeout (6x the function
+    timeout when deployed; short in tests, so a failed record comes back quickly; it must
+    still outlast an invocation, or a batch in flight is delivered a second time)."""
+    name = name or f"SyncRoutesWork-{uuid.uuid4().hex[:8]}"
+    c = sqs_client(moto_url)
+    dlq_url = c.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = c.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    url = c.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(int(visibility_timeout_s)),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)}),
+    })["QueueUrl"]
+    arn = c.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return WorkQueue(url, arn, dlq_url, dlq_arn)
+
+
+@dataclass
+class BatchInvocation:
+    """One invocation of the function with one SQS batch, and what the mapping did after."""
+    worker: int
+    message_ids: list[str]
+    bodies: list[str]
+    receive_counts: list[int]  # ApproximateReceiveCount of each record, as delivered
+    t_start: float  # perf_counter when the event was handed to the function
+    t_end: float | None = None
+    outcome: str | None = None  # "ok", "error" (/error), "timeout", "crashed", "bad-response"
+    response: object = None  # the parsed answer ({"batchItemFailures": [...]}) or raw text
+    failures: list[str] = field(default_factory=list)  # the itemIdentifiers named
+    deleted: list[str] = field(default_factory=list)  # message ids DeleteMessageBatch removed
+    delete_errors: list[dict] = field(default_factory=list)
+    reports: dict[str, dict] = field(default_factory=dict)  # message id -> its sync report
+    resent: list[str] = field(default_factory=list)  # put back unstarted (decision "resent")
+    log: list[dict] = field(default_factory=list)  # the function's log lines of this invocation
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.t_end is None else self.t_end - self.t_start
+
+    @property
+    def size(self) -> int:
+        return len(self.message_ids)
+
+    @property
+    def failed(self) -> bool:
+        """The invocation itself failed: the mapping deletes nothing of its batch."""
+        return self.outcome != "ok"
+
+
+class EventSourceMapping:
+    """Lambda's SQS event source mapping of the work queue, for the real binary.
+
+    - `max_concurrency` pollers (MaximumConcurrency), each with its own FunctionProcess,
+      started on first use and kept warm; its env adds SYNC_QUEUE_URL = `queue_url` to `env`,
+      and AWS_ENDPOINT_URL = `endpoint` (the fault proxy), region and dummy credentials as
+      LambdaService gives them, so the function's SendMessage calls show in the proxy.
+    - A poller long-polls ReceiveMessage (MaxNumberOfMessages <= `batch_size`,
+      AttributeNames All, WaitTimeSeconds `wait_time_s`); from its first message it keeps
+      receiving until the batch holds `batch_size` records or `batching_window_s` has
+      passed (MaximumBatchingWindowInSeconds), then invokes the function with the SQS event
+      and `deadline_s` (the function timeout).
+    - ReportBatchItemFailures: after an answer it deletes (DeleteMessageBatch) every record
+      not named in batchItemFailures. An invocation that errors, times out (the process is
+      then killed and replaced, as Lambda does), crashes, or names an id that is not in the
+      batch, deletes nothing: the whole batch reappears after the visibility timeout, and
+      moto's redrive moves a message to the dead-letter queue on the receive after
+      maxReceiveCount.
+    - The queue is polled with a boto3 client straight to moto (`sqs_endpoint`, default the
+      queue URL's own scheme and host, which is moto's), so the proxy counts only the
+      function's calls.
+
+    Every invocation is kept in `invocations` (BatchInvocation: records, seconds, answer,
+    deletions, and each record's report from the function's log, where `handle` writes one
+    JSON line with "report" after the line with decision "record" and its message_id).
+    """
+
+    def __init__(self, endpoint: str, queue_url: str, binary: Path | str | None = None, env: dict | None = None,
+                 max_concurrency: int = 2, batch_size: int = 10, batching_window_s: float = 1.0,
+                 deadline_s: float = 60.0, wait_time_s: int = 1, sqs_endpoint: str | None = None,
+                 log_dir: Path | str | None = None, name: str = FUNCTION_NAME):
+        import tempfile
+        self.endpoint, self.queue_url, self.binary, self.name = endpoint, queue_url, binary, name
+        self.max_concurrency, self.batch_size = max_concurrency, batch_size
+        self.batching_window_s, self.deadline_s, self.wait_time_s = batching_window_s, deadline_s, wait_time_s
+        u = urllib.parse.urlsplit(queue_url)
+        self.sqs_endpoint = sqs_endpoint or f"{u.scheme}://{u.netloc}"
+        self.log_dir = Path(log_dir) if log_dir else Path(tempfile.mkdtemp(prefix="sync-routes-esm-"))
+        self.env = {**(env or {}), "SYNC_QUEUE_URL": queue_url}
+        sqs = sqs_client(self.sqs_endpoint)
+        attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+        self.queue_arn = attrs["QueueArn"]
+        redrive = json.loads(attrs.get("RedrivePolicy") or "{}")
+        self.max_receive_count = int(redrive["maxReceiveCount"]) if redrive else None
+        self.dlq_url = (sqs.get_queue_url(QueueName=redrive["deadLetterTargetArn"].rsplit(":", 1)[-1])["QueueUrl"]
+                        if redrive else None)
+        self.invocations: list[BatchInvocation] = []
+        self.submitted: list[str] = []  # message ids of submit()
+        self.receives: list[tuple[float, int, str, int]] = []  # (t, worker, message id, receive count)
+        self.bodies: dict[str, str] = {}  # every message id received or submitted -> its body
+        self.poll_errors: list[str] = []
+        self.lock = threading.Lock()
+        self.busy = 0  # pollers holding a batch (receiving its rest, invoking, deleting)
+        self.stopping = threading.Event()
+        self.processes: list[FunctionProcess | None] = [None] * max_concurrency
+        self.workers = [threading.Thread(target=self._poller, args=(k,), daemon=True)
+                        for k in range(max_concurrency)]
+        for w in self.workers:
+            w.start()
+
+    # ---- what a test does -------------------------------------------------------------------
+
+    def submit(self, event) -> str:
+        """SendMessage of the event as the body, as an EventBridge SQS target does (a str or
+        bytes is sent as it is). Returns the message id."""
+        if isinstance(event, bytes):
+            body = event.decode()
+        elif isinstance(event, str):
+            body = event
+        else:
+            body = json.dumps(event)
+        mid = sqs_client(self.sqs_endpoint).send_message(QueueUrl=self.queue_url, MessageBody=body)["MessageId"]
+        with self.lock:
+            self.submitted.append(mid)
+            self.bodies[mid] = body
+        return mid
+
+    def queue_counts(self) -> dict[str, int]:
+        """ApproximateNumberOfMessages / NotVisible / Delayed of the work queue (moto's)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]
+        attrs = sqs_client(self.sqs_endpoint).get_queue_attributes(QueueUrl=self.queue_url,
+                                                                  AttributeNames=names)["Attributes"]
+        return {n: int(attrs.get(n, 0)) for n in names}
+
+    def wait_idle(self, timeout: float, settle_s: float = 0.5) -> bool:
+        """Until the queue holds nothing visible, in flight or delayed and no poller holds a
+        batch, twice `settle_s` apart; False after `timeout`."""
+        end = time.monotonic() + timeout
+        quiet_since = None
+        while time.monotonic() < end:
+            with self.lock:
+                busy = self.busy
+            empty = busy == 0 and not any(self.queue_counts().values())
+            if empty:
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since >= settle_s:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.1)
+        return False
+
+    def dlq_messages(self) -> list[dict]:
+        """Every message in the dead-letter queue: {"message_id", "body", "receive_count"}.
+        Read with a long visibility timeout, then made visible again, so a second call sees
+        the same."""
+        if not self.dlq_url:
+            return []
+        c = sqs_client(self.sqs_endpoint)
+        out, handles = [], []
+        while True:
+            got = c.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10, AttributeNames=["All"],
+                                    VisibilityTimeout=60, WaitTimeSeconds=0).get("Messages", [])
+            if not got:
+                break
+            for m in got:
+                out.append({"message_id": m["MessageId"], "body": m["Body"],
+                            "receive_count": int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0))})
+                handles.append(m["ReceiptHandle"])
+        for i in range(0, len(handles), 10):
+            c.change_message_visibility_batch(QueueUrl=self.dlq_url, Entries=[
+                {"Id": str(k), "ReceiptHandle": h, "VisibilityTimeout": 0}
+                for k, h in enumerate(handles[i:i + 10])])
+        return out
+
+    def failed_invocations(self) -> list[BatchInvocation]:
+        return [inv for inv in self.invocations if inv.failed]
+
+    def continuations(self) -> list[str]:
+        """Bodies of the messages received that no submit() sent: the function's own."""
+        with self.lock:
+            own = set(self.submitted)
+            return [b for mid, b in self.bodies.items() if mid not in own]
+
+    def reports(self) -> list[dict]:
+        """Every record's report, in the order the invocations started."""
+        with self.lock:
+            invocations = sorted(self.invocations, key=lambda inv: inv.t_start)
+        return [r for inv in invocations for r in inv.reports.values()]
+
+    def close(self):
+        self.stopping.set()
+        for w in self.workers:
+            w.join(timeout=self.wait_time_s + self.deadline_s + 5)
+        for fn in self.processes:
+            if fn is not None:
+                fn.stop()
+
+    # ---- the mapping --------------------------------------------------------------------
+
+    def _process(self, slot: int) -> FunctionProcess:
+        fn = self.processes[slot]
+        if fn is None or not fn.alive():
+            if fn is not None:
+                fn.stop()
+            log = self.log_dir / f"esm-slot{slot}-{time.time_ns()}.log"
+            fn = FunctionProcess(self.endpoint, env=self.env, binary=self.binary, log_path=log, name=self.name)
+            fn.wait_ready()
+            self.processes[slot] = fn
+        return fn
+
+    def _receive(self, sqs, worker: int, n: int, wait_s: int) -> list[dict]:
+        got = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=max(1, min(10, n)),
+                                  AttributeNames=["All"], MessageAttributeNames=["All"],
+                                  WaitTimeSeconds=wait_s).get("Messages", [])
+        now = time.perf_counter()
+        with self.lock:
+            for m in got:
+                self.bodies.setdefault(m["MessageId"], m["Body"])
+                self.receives.append((now, worker, m["MessageId"],
+                                      int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0))))
+        return got
+
+    def _poller(self, slot: int):
+        sqs = sqs_client(self.sqs_endpoint)
+        while not self.stopping.is_set():
+            try:
+                batch = self._receive(sqs, slot, self.batch_size, self.wait_time_s)
+                if not batch:
+                    continue
+                with self.lock:
+                    self.busy += 1
+                try:
+                    first = time.monotonic()
+                    while len(batch) < self.batch_size and not self.stopping.is_set():
+                        left = self.batching_window_s - (time.monotonic() - first)
+                        if left <= 0:
+                            break
+                        more = self._receive(sqs, slot, self.batch_size - len(batch), 0)
+                        batch += more
+                        if not more:
+                            time.sleep(min(0.05, left))
+                    self._invoke(slot, sqs, batch)
+                finally:
+                    with self.lock:
+                        self.busy -= 1
+            except Exception as exc:  # noqa: BLE001 - a poller keeps polling, as the ESM does
+                if self.stopping.is_set():
+                    break
+                with self.lock:
+                    self.poll_errors.append(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.2)
+
+    def sqs_event(self, messages: list[dict]) -> dict:
+        """The event Lambda builds for a batch of ReceiveMessage results."""
+        def attribute(a: dict) -> dict:
+            return {"stringValue": a.get("StringValue"), "binaryValue": a.get("BinaryValue"),
+                    "stringListValues": [], "binaryListValues": [], "dataType": a.get("DataType")}
+
+        return {"Records": [{
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": dict(m.get("Attributes") or {}),
+            "messageAttributes": {k: attribute(v) for k, v in (m.get("MessageAttributes") or {}).items()},
+            "md5OfBody": m.get("MD5OfBody"),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.queue_arn,
+            "awsRegion": REGION,
+        } for m in messages]}
+
+    def _invoke(self, slot: int, sqs, batch: list[dict]):
+        fn = self._process(slot)
+        log_from = fn.log_path.stat().st_size if fn.log_path and fn.log_path.exists() else 0
+        ids = [m["MessageId"] for m in batch]
+        record = BatchInvocation(
+            worker=slot, message_ids=ids, bodies=[m["Body"] for m in batch],
+            receive_counts=[int(m.get("Attributes", {}).get("ApproximateReceiveCount", 0)) for m in batch],
+            t_start=time.perf_counter())
+        inv = fn.submit(self.sqs_event(batch), deadline_s=self.deadline_s)
+        end = time.monotonic() + self.deadline_s + 1.0
+        while not inv.done.wait(0.05):
+            if not fn.alive():
+                record.outcome = "crashed"
+                break
+            if time.monotonic() > end:
+                record.outcome = "timeout"
+                break
+        record.t_end = time.perf_counter()
+        record.log = self._log_since(fn, log_from)
+        if record.outcome == "timeout":
+            fn.stop()  # Lambda ends the environment; the next batch gets a new one
+        if record.outcome is None and not inv.ok:
+            record.outcome = "error"
+        if record.outcome is None:
+            record.response = inv.json() if inv.json() is not None else inv.body.decode("utf-8", "replace")
+            items = (record.response or {}).get("batchItemFailures") if isinstance(record.response, dict) else None
+            named = [i.get("itemIdentifier") if isinstance(i, dict) else None for i in (items or [])]
+            if not isinstance(record.response, dict) or any(n not in ids for n in named):
+                record.outcome = "bad-response"  # Lambda fails the whole batch
+            else:
+                record.outcome = "ok"
+                record.failures = named
+        elif record.outcome == "error":
+            record.response = inv.json() if inv.json() is not None else inv.body.decode("utf-8", "replace")
+        current = None
+        for line in record.log:
+            if line.get("decision") == "record":
+                current = line.get("message_id")
+            elif line.get("decision") == "resent":
+                record.resent.append(line.get("message_id"))
+            if "report" in line and current is not None:
+                try:
+                    record.reports[current] = json.loads(line["report"])
+                except (TypeError, ValueError):
+                    record.reports[current] = {"raw": line["report"]}
+                current = None
+        if record.outcome == "ok":
+            keep = set(record.failures)
+            done = [m for m in batch if m["MessageId"] not in keep]
+            for i in range(0, len(done), 10):
+                chunk = done[i:i + 10]
+                answer = sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                    {"Id": str(k), "ReceiptHandle": m["ReceiptHandle"]} for k, m in enumerate(chunk)])
+                for ok in answer.get("Successful", []):
+                    record.deleted.append(chunk[int(ok["Id"])]["MessageId"])
+                record.delete_errors += answer.get("Failed", [])
+        with self.lock:
+            self.invocations.append(record)
+
+    @staticmethod
+    def _log_since(fn: FunctionProcess, offset: int) -> list[dict]:
+        """The function's JSON log lines written after `offset` (as FunctionProcess.log_lines
+        reads them: a line that is not JSON comes back as {"raw": line})."""
+        if not fn.log_path or not fn.log_path.exists():
+            return []
+        with open(fn.log_path, "rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+        out = []
+        for line in text.splitlines():
+            try:
+                value = json.loads(line)
+                out.append(value if isinstance(value, dict) else {"raw": line})
+            except ValueError:
+                out.append({"raw": line})
+        return out
 
 
 # --------------------------------------------------------------------------------------------
