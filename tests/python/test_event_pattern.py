@@ -258,16 +258,20 @@ def test_deletes_on(bus_with_deletes, case: str) -> None:
     assert bus_with_deletes("aws.ec2", API_CALL, detail) == expected, case
 
 
-def test_the_sweep_schedule_invokes_the_function() -> None:
-    """The scheduled rule targets the function (its event: detail-type "Scheduled Event",
-    source aws.events, which the function reads as a sweep: tests/events.rs); it has no
-    pattern, so matching is EventBridge's schedule, not this test's business."""
+def test_the_sweep_schedule_and_the_rule_send_to_the_work_queue() -> None:
+    """Both rules target the work queue, which the function consumes (the sweep's event:
+    detail-type "Scheduled Event", source aws.events, which the function reads as a sweep:
+    tests/events.rs); the schedule has no pattern, so matching is EventBridge's schedule,
+    not this test's business."""
     resources = load_template()["Resources"]
-    schedules = [r for r in resources.values()
-                 if r["Type"] == "AWS::Events::Rule" and "ScheduleExpression" in r["Properties"]]
+    rules = [r for r in resources.values() if r["Type"] == "AWS::Events::Rule"]
+    schedules = [r for r in rules if "ScheduleExpression" in r["Properties"]]
     assert [r["Properties"]["ScheduleExpression"] for r in schedules] == ["rate(15 minutes)"]
-    functions = [k for k, r in resources.items() if r["Type"] == "AWS::Lambda::Function"]
-    assert schedules[0]["Properties"]["Targets"][0]["Arn"] == {"Fn::GetAtt": [functions[0], "Arn"]}
+    queues = [k for k, r in resources.items() if r["Type"] == "AWS::SQS::Queue" and "WorkQueue" in k]
+    assert len(queues) == 1, queues
+    assert [r["Properties"]["Targets"][0]["Arn"] for r in rules] == [{"Fn::GetAtt": [queues[0], "Arn"]}] * 2
+    [mapping] = [r for r in resources.values() if r["Type"] == "AWS::Lambda::EventSourceMapping"]
+    assert mapping["Properties"]["EventSourceArn"] == {"Fn::GetAtt": [queues[0], "Arn"]}
 
 
 # The repository's sample events (Lambda payloads = EventBridge events), when present.

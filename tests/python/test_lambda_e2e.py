@@ -16,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,6 +27,9 @@ WRITES = ("CreateRoute", "ReplaceRoute")
 
 # (service, action) of every call the function made through the proxy, across this module.
 OBSERVED: set[tuple[str, str]] = set()
+# What the event source mapping does with the function's role (CDK's SqsEventSource grants).
+ESM_ACTIONS = {"sqs:receivemessage", "sqs:deletemessage", "sqs:changemessagevisibility",
+               "sqs:getqueueattributes", "sqs:getqueueurl"}
 
 
 @pytest.fixture(scope="session")
@@ -101,7 +105,8 @@ def test_runtime_contract_bad_payloads_then_a_valid_event(function, control, mot
         r = fn.invoke(payload)
         assert r.ok, r.body
         assert r.report["outcome"] == "rejected", r.report
-        assert r.report["calls"] == {"describe_route_tables": 0, "route_writes": 0, "throttled": 0}
+        assert r.report["calls"] == {"describe_route_tables": 0, "route_writes": 0, "throttled": 0,
+                                     "hand_offs": 0}
 
     # 3. Well-formed events that are not ours: a failed call, another region's call.
     failed = json.loads((h.REPO / "events" / "cloudtrail-failed-call.json").read_text())
@@ -179,11 +184,12 @@ def test_loop_guard_own_write_echo_costs_one_read(function, control, moto_url):
     r = fn.invoke(h.cloudtrail_event(ids["customs"][0], cidr, eni))
     assert r.ok, r.body
     assert r.report["outcome"] == "refused", r.report
-    assert r.report["calls"] == {"describe_route_tables": 1, "route_writes": 0, "throttled": 0}
+    assert r.report["calls"] == {"describe_route_tables": 1, "route_writes": 0, "throttled": 0,
+                                 "hand_offs": 0}
     assert counts(control) == {"DescribeRouteTables": 1}
 
 
-def test_warm_process_reads_once_cold_reads_twice(function, control, moto_url):
+def test_warm_process_reads_once_cold_reads_twice_and_each_checks_its_writes(function, control, moto_url):
     ids = h.build_vpc(moto_url)
     routes = h.write_main_routes(moto_url, ids, ["10.100.0.0/16", "10.101.0.0/16"])
     fn = function()
@@ -194,9 +200,10 @@ def test_warm_process_reads_once_cold_reads_twice(function, control, moto_url):
     c2 = counts(control)
 
     assert cold.report["outcome"] == warm.report["outcome"] == "synced", (cold.report, warm.report)
-    assert c1["DescribeRouteTables"] == 2 and cold.report["calls"]["describe_route_tables"] == 2
-    assert c2["DescribeRouteTables"] - c1["DescribeRouteTables"] == 1
-    assert warm.report["calls"]["describe_route_tables"] == 1
+    # Cold: the table, its VPC, and the VPC again after writing; warm: the VPC, and the check.
+    assert c1["DescribeRouteTables"] == 3 and cold.report["calls"]["describe_route_tables"] == 3
+    assert c2["DescribeRouteTables"] - c1["DescribeRouteTables"] == 2
+    assert warm.report["calls"]["describe_route_tables"] == 2
     assert c2["CreateRoute"] == 8
     assert_synced(moto_url, ids, routes)
 
@@ -269,6 +276,9 @@ def test_iam_policy_allows_exactly_what_the_function_calls(function, control, mo
     managed = [a for a in extra if not (isinstance(a, dict) and "Fn::GetAtt" in a)]
     assert not managed, f"managed policies on {role_id}: {managed} (check them by hand)"
     failure_destinations = [a for a in extra if isinstance(a, dict) and "Fn::GetAtt" in a]
+    [work_queue_id] = [k for k, v in template["Resources"].items()
+                       if v["Type"] == "AWS::SQS::Queue" and "WorkQueue" in k]
+    work_queue = {"Fn::GetAtt": [work_queue_id, "Arn"]}
 
     # Exercise every call the function can make: reads, create, replace, publish.
     ids = h.build_vpc(moto_url)
@@ -281,17 +291,21 @@ def test_iam_policy_allows_exactly_what_the_function_calls(function, control, mo
     for call in control.calls()["calls"]:
         OBSERVED.add((call["service"], call["action"]))
     # The hand-off: a write bucket too slow for the deadline leaves writes deferred, and the
-    # function invokes itself to continue (moto has no such function, so the hand-off fails
-    # and the invocation with it: the call was made, which is what this test needs).
+    # function puts the rest back on its work queue (SYNC_QUEUE_URL, as the CDK app sets it).
+    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name=h.REGION,
+                       aws_access_key_id="test", aws_secret_access_key="test")
+    queue_url = sqs.create_queue(QueueName="SyncRoutesWork")["QueueUrl"]
+    fn.stop()
+    fn = function(env={"SNS_TOPIC_ARN": topic, "SYNC_QUEUE_URL": queue_url}, name="fn-queue")
     control.reset()
     control.config(buckets={"mutate": {"capacity": 1, "refill_per_sec": 0.01}})
     [(cidr2, _)] = h.write_main_routes(moto_url, ids, ["10.101.0.0/16"], enis=[ids["enis"][0]])
     r = fn.invoke(h.cloudtrail_event(ids["main"], cidr2, eni0), deadline_s=3)
-    assert not r.ok and "hand-off failed" in json.dumps(r.body), r.body
-    invokes = [c for c in control.calls()["calls"] if c["action"] == "Invoke"]
-    assert [(c["service"], c["params"]["FunctionName"], c["params"]["InvocationType"]) for c in invokes] == \
-        [("lambda", h.FUNCTION_NAME, "Event")], invokes
-    assert json.loads(invokes[0]["params"]["Payload"]) == {
+    assert r.ok and r.report["outcome"] == "progressing", r.body
+    sends = [c for c in control.calls()["calls"] if c["action"] == "SendMessage"]
+    assert [c["service"] for c in sends] == ["sqs"], sends
+    [message] = sqs.receive_message(QueueUrl=queue_url)["Messages"]
+    assert json.loads(message["Body"]) == {
         "route-table-id": ids["main"], "vpc-id": ids["vpc"], "destination-cidr-block": cidr2,
         "dry-run": False, "hand-off": 1}
     for call in control.calls()["calls"]:
@@ -316,7 +330,11 @@ def test_iam_policy_allows_exactly_what_the_function_calls(function, control, mo
         # Lambda's failure destination: the service sends there with the function's role and
         # needs sqs:SendMessage only (CDK's SqsDestination also grants GetQueueAttributes and
         # GetQueueUrl, which nothing uses: those are reported as unused).
-        return action.lower() == "sqs:sendmessage" and statement.get("Resource") in failure_destinations
+        if action.lower() == "sqs:sendmessage" and statement.get("Resource") in failure_destinations:
+            return True
+        # The work queue's event source mapping polls with the function's role: Lambda, not
+        # the function, receives, deletes and looks at the queue.
+        return statement.get("Resource") == work_queue and action.lower() in ESM_ACTIONS
 
     unused = sorted({a for s in allow for a in _actions(s) if not exempt(s, a)
                      and not any(fnmatch.fnmatchcase(o.lower(), a.lower()) for o in observed)})
