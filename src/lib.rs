@@ -16,7 +16,9 @@ pub mod adapters {
     pub mod trigger;
 }
 pub mod domain {
+    pub mod hand_off;
     pub mod notice;
+    pub mod outcome;
     pub mod plan;
     pub mod ports;
     pub mod report;

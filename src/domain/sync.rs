@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::domain::notice;
+use crate::domain::outcome::{ignored, merge_rewrite, refused, summarise};
 use crate::domain::plan::{
     self, Action, Destination, Destinations, OwnWrite, Policy, Refusal, RouteTable, Scope, VpcPlan,
 };
@@ -21,9 +22,7 @@ use crate::domain::report::{NoticeStatus, Outcome, Report, TableActionTaken, Tab
 use crate::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
 use crate::domain::write::{log_table, settled, WriteJob, Written};
 
-/// A request still unfinished after this many hand-offs stops and fails, so a loop cannot
-/// run for ever (an hour of writes at EC2's default pace with a 60 s timeout).
-pub const MAX_HAND_OFFS: u32 = 60;
+pub use crate::domain::hand_off::MAX_HAND_OFFS;
 
 /// Settings of the engine, parsed once from configuration.
 #[derive(Debug, Clone)]
@@ -67,9 +66,9 @@ const VPC_CACHE_LIMIT: usize = 10_000;
 pub struct Syncer<E, N> {
     ec2: E,
     notifier: Option<N>,
-    hand_off: Option<Arc<dyn HandOff>>,
+    pub(crate) hand_off: Option<Arc<dyn HandOff>>,
     /// `watch`: work the deadline leaves is carried on by the next pass, not handed off.
-    next_pass_continues: bool,
+    pub(crate) next_pass_continues: bool,
     /// Set to stop starting writes (`watch` on SIGINT): those in flight finish.
     stop: Arc<std::sync::atomic::AtomicBool>,
     settings: SyncSettings,
@@ -386,150 +385,6 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         }
         BTreeSet::new()
-    }
-
-    /// A fresh event that the read still contradicts: nothing is decided from that read.
-    /// The same request goes to a new invocation (which backs off again, until the event is
-    /// no longer fresh and the read is believed); without a hand-off the report says so.
-    async fn wait_for_ec2(
-        &self,
-        request: &SyncRequest,
-        mut report: Report,
-        message: String,
-    ) -> Report {
-        report.outcome = Outcome::WaitingForEc2;
-        report.reason = Some("waiting-for-ec2".into());
-        report.message = message;
-        let RequestSource::CloudTrail { waits, .. } = &request.source else {
-            return report;
-        };
-        let next = SyncRequest {
-            source: match &request.source {
-                RequestSource::CloudTrail {
-                    event_name,
-                    event_id,
-                    caller,
-                    event_time,
-                    ..
-                } => RequestSource::CloudTrail {
-                    event_name: event_name.clone(),
-                    event_id: event_id.clone(),
-                    caller: caller.clone(),
-                    event_time: *event_time,
-                    waits: waits + 1,
-                },
-                other => other.clone(),
-            },
-            ..request.clone()
-        };
-        match &self.hand_off {
-            None => report.message.push_str("; run it again in a few seconds"),
-            Some(_) if *waits >= MAX_HAND_OFFS => {
-                report.outcome = Outcome::Failed;
-                report.error = Some(format!(
-                    "EC2's reads still contradict the event after {MAX_HAND_OFFS} hand-offs"
-                ));
-            }
-            Some(hand_off) => match hand_off.hand_off(&next, wait_delay(*waits)).await {
-                Ok(()) => {
-                    report.calls.hand_offs += 1;
-                    report.message.push_str("; handed on to be tried again");
-                    tracing::info!(
-                        decision = "hand-off",
-                        reason = "waiting-for-ec2",
-                        waits = waits + 1
-                    );
-                }
-                // Failing the invocation makes Lambda retry the event itself.
-                Err(error) => {
-                    report.outcome = Outcome::Failed;
-                    report.error = Some(format!("the hand-off failed: {error}"));
-                }
-            },
-        }
-        tracing::info!(decision = "waiting-for-ec2", summary = %report.message);
-        report
-    }
-
-    /// Some writes met the deadline (or a check after writing could not be made): start a
-    /// new invocation per VPC that re-reads it and continues. Where that cannot be done (not
-    /// on Lambda, the hop limit, the hand-off call failed), the deferred writes of the VPCs
-    /// not handed on fail the request instead, so Lambda's own retry of this event continues
-    /// from the current state. Under `watch`, the next pass continues.
-    async fn hand_on(
-        &self,
-        request: &SyncRequest,
-        report: &mut Report,
-        unchecked: BTreeSet<String>,
-    ) {
-        let hops = match request.source {
-            RequestSource::HandOff { hops } => hops,
-            _ => 0,
-        };
-        let mut vpcs: BTreeSet<String> = report
-            .tables
-            .iter()
-            .filter(|t| t.action == TableActionTaken::Deferred)
-            .map(|t| t.vpc_id.clone())
-            .collect();
-        vpcs.extend(unchecked);
-        if self.hand_off.is_none() && self.next_pass_continues {
-            return;
-        }
-        let mut handed = BTreeSet::new();
-        let unable = match &self.hand_off {
-            None => Some("no hand-off outside Lambda".to_owned()),
-            Some(_) if hops >= MAX_HAND_OFFS => {
-                Some(format!("still unfinished after {MAX_HAND_OFFS} hand-offs"))
-            }
-            Some(hand_off) => {
-                // At once, not one after another: each is a call past the deadline.
-                let continuations: Vec<(String, SyncRequest)> = vpcs
-                    .into_iter()
-                    .map(|vpc| {
-                        let next = SyncRequest {
-                            subject: continuation(&request.subject, vpc.clone()),
-                            dry_run: request.dry_run,
-                            source: RequestSource::HandOff { hops: hops + 1 },
-                        };
-                        (vpc, next)
-                    })
-                    .collect();
-                let sent = futures::future::join_all(
-                    continuations
-                        .iter()
-                        .map(|(_, next)| hand_off.hand_off(next, Duration::ZERO)),
-                )
-                .await;
-                let mut unable = None;
-                for ((vpc, next), sent) in continuations.into_iter().zip(sent) {
-                    match sent {
-                        Ok(()) => {
-                            tracing::info!(decision = "hand-off", request = ?next.subject, hops = hops + 1);
-                            report.calls.hand_offs += 1;
-                            handed.insert(vpc);
-                        }
-                        Err(error) => unable = Some(format!("the hand-off failed: {error}")),
-                    }
-                }
-                unable
-            }
-        };
-        let Some(why) = unable else {
-            return;
-        };
-        for table in &mut report.tables {
-            if table.action == TableActionTaken::Deferred && !handed.contains(&table.vpc_id) {
-                report.counts.remove(TableActionTaken::Deferred);
-                report.counts.add(TableActionTaken::Failed);
-                table.action = TableActionTaken::Failed;
-                table.reason = Some(format!(
-                    "{}; {why}",
-                    table.reason.as_deref().unwrap_or("not written")
-                ));
-            }
-        }
-        report.error = Some(why);
     }
 
     /// Reads what the request needs, as few calls as it can: one for a warm route event, a
@@ -948,31 +803,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// What a hand-off continues: the same scope, so that it never takes over work that other
-/// events of the same failover are doing (a route event continues its own destination, a
-/// new table its backfill, a reconcile or sweep that VPC).
-fn continuation(subject: &Subject, vpc: String) -> Subject {
-    match subject {
-        Subject::Route {
-            table_id,
-            destination,
-            ..
-        } => Subject::Route {
-            table_id: table_id.clone(),
-            vpc_id: Some(vpc),
-            destination: destination.clone(),
-            expected: None,
-        },
-        Subject::NewTable { table_id, .. } => Subject::NewTable {
-            table_id: table_id.clone(),
-            vpc_id: vpc,
-        },
-        Subject::Association { .. } | Subject::Reconcile { .. } => {
-            Subject::Reconcile { vpc_id: Some(vpc) }
-        }
-    }
-}
-
 fn subnet_association(table: &RouteTable) -> Stop {
     Stop::Ignored {
         code: "subnet-association-change",
@@ -981,181 +811,4 @@ fn subnet_association(table: &RouteTable) -> Stop {
             table.id, table.vpc_id
         ),
     }
-}
-
-/// How long a continuation of an event that EC2's reads do not show yet waits before it
-/// runs (where the hand-off can wait: a queue): 5, 10, 20 s ..., so that the next read comes
-/// after EC2 has had time, and the event ages past `fresh_event` within a few tries.
-fn wait_delay(waits: u32) -> Duration {
-    Duration::from_secs(5u64 << waits.min(6)).min(Duration::from_secs(300))
-}
-
-/// A later pass wrote a pair again: its entry now says where the table ended, from where it
-/// started. A pair that the later pass found already right keeps its first entry.
-fn merge_rewrite(report: &mut Report, entry: TableReport) {
-    let existing = report.tables.iter_mut().find(|t| {
-        t.vpc_id == entry.vpc_id
-            && t.route_table_id == entry.route_table_id
-            && t.destination == entry.destination
-    });
-    match existing {
-        Some(_) if entry.action == TableActionTaken::Unchanged => {}
-        Some(existing) => {
-            report.counts.remove(existing.action);
-            report.counts.add(entry.action);
-            let first_before = existing.before.take();
-            let why = entry.reason.clone();
-            *existing = TableReport {
-                before: first_before,
-                reason: Some(match why {
-                    Some(why) => {
-                        format!("written again, the main table changed during the sync: {why}")
-                    }
-                    None => "written again: the main table changed during the sync".to_owned(),
-                }),
-                ..entry
-            };
-        }
-        None => {
-            report.counts.add(entry.action);
-            report.tables.push(entry);
-        }
-    }
-}
-
-fn refused(mut report: Report, refusal: &Refusal) -> Report {
-    report.outcome = Outcome::Refused;
-    report.reason = Some(refusal.code().to_owned());
-    report.message = refusal.to_string();
-    tracing::info!(
-        decision = "refused",
-        reason = refusal.code(),
-        table = report.route_table_id.as_deref(),
-        destination = report.destination.as_deref(),
-        summary = %refusal,
-    );
-    report
-}
-
-fn ignored(mut report: Report, code: &'static str, message: String) -> Report {
-    report.outcome = Outcome::Ignored;
-    report.reason = Some(code.to_owned());
-    report.message = message;
-    tracing::info!(decision = "ignored", reason = code, summary = %report.message);
-    report
-}
-
-/// Sets the outcome and the one-line message from the counts.
-/// `carried_by` says who continues deferred work: "a new invocation", "the next pass".
-fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope, carried_by: &str) {
-    let named = match &scope.destinations {
-        Destinations::One(destination) => Some(destination),
-        Destinations::All => None,
-    };
-    let backfill = match &scope.tables {
-        plan::Tables::One(table) => Some(table),
-        plan::Tables::AllCustom => None,
-    };
-    let c = report.counts;
-    let total = c.created
-        + c.replaced
-        + c.deleted
-        + c.unchanged
-        + c.skipped
-        + c.would_change
-        + c.deferred
-        + c.failed;
-    let skipped_note = if c.skipped > 0 {
-        format!(", {} skipped", c.skipped)
-    } else {
-        String::new()
-    };
-    let (what, unit, total) = match (plans, named) {
-        ([plan], Some(named)) => {
-            let what = match plan.routes.first().map(|r| &r.target) {
-                Some(Some(target)) => format!("{named} -> {target}"),
-                _ => format!("{named} (gone from the main table)"),
-            };
-            // The named route's tables; the rest of the VPC's drift is told apart below.
-            let own = report
-                .tables
-                .iter()
-                .filter(|t| t.destination.as_deref() == Some(&named.to_string()))
-                .count() as u32;
-            (what, "custom tables", own)
-        }
-        ([_], None) if backfill.is_some() => (
-            format!(
-                "backfill of {}",
-                backfill.map(String::as_str).unwrap_or_default()
-            ),
-            "routes",
-            total,
-        ),
-        ([plan], None) => (
-            format!("reconcile of {}", plan.vpc_id),
-            "routes in custom tables",
-            total,
-        ),
-        _ => (
-            format!("sweep of {} VPCs", plans.len()),
-            "routes in custom tables",
-            total,
-        ),
-    };
-    let own_changed = report
-        .tables
-        .iter()
-        .filter(|t| named.is_some_and(|n| t.destination.as_deref() == Some(&n.to_string())))
-        .filter(|t| t.action.is_change() || t.action.is_dry_run_change())
-        .count() as u32;
-    let (changed, would) = match named {
-        Some(_) if report.dry_run => (0, own_changed),
-        Some(_) => (own_changed, 0),
-        None => (c.changed(), c.would_change),
-    };
-    let more = if named.is_some() {
-        let others = c.changed() + c.would_change - own_changed;
-        if others > 0 {
-            format!("; {others} more routes of the VPC's main table brought along")
-        } else {
-            String::new()
-        }
-    } else {
-        String::new()
-    };
-    (report.outcome, report.message) = if c.failed > 0 {
-        (
-            Outcome::Failed,
-            format!(
-                "{what}: {} of {total} {unit} failed, {} updated{skipped_note}{more}",
-                c.failed,
-                c.changed()
-            ),
-        )
-    } else if c.deferred > 0 {
-        (
-            Outcome::Progressing,
-            format!(
-                "{what}: {} updated, {} handed on to {carried_by} (the deadline came first){skipped_note}",
-                c.changed() + c.would_change,
-                c.deferred
-            ),
-        )
-    } else if report.dry_run {
-        (
-            Outcome::DryRun,
-            format!("dry run, {what}: {would} of {total} {unit} would change{skipped_note}{more}"),
-        )
-    } else if c.changed() > 0 {
-        (
-            Outcome::Synced,
-            format!("{what}: {changed} of {total} {unit} updated{skipped_note}{more}"),
-        )
-    } else {
-        (
-            Outcome::Unchanged,
-            format!("{what}: all {total} {unit} already up to date{skipped_note}"),
-        )
-    };
 }
