@@ -297,6 +297,7 @@ def report(runs: list[dict], facts, zip_bytes: int | None, args, command: str) -
         ratio, "≤ 1.5×", lambda v: v <= 1.5)
     row("  … CreateRoute attempts (throttled ones included)", [m["bucket_attempts"] for m in runs], num)
     row("  … of which throttled", [m["bucket_throttled"] for m in runs], num)
+    row("  … DescribeRouteTables (fault proxy; 2 cold processes)", [m["bucket_reads"] for m in runs], num)
     row("no-op (the same 26 events again, warm): wall", [m["noop_wall"] for m in runs], sec)
     row("no-op: DescribeRouteTables", [m["noop_reads"] for m in runs], num, "26", lambda v: v == N_ROUTES)
     row("no-op: route writes", [m["noop_writes"] for m in runs], num, "0", lambda v: v == 0)
