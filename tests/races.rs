@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use sync_routes::adapters::memory::{MemoryEc2, MemoryNotifier};
+use sync_routes::adapters::memory::{MemoryEc2, MemoryHandOff, MemoryNotifier};
 use sync_routes::domain::plan::{
     Destination, Route, RouteOrigin, RouteState, RouteTable, Target, TargetKind,
 };
@@ -131,8 +131,13 @@ async fn failback_during_a_failover(read_lag: Duration) {
             }
         }));
     }
-    let a = Syncer::new(&*ec2, Some(MemoryNotifier::default()), slow_writes());
-    let b = Syncer::new(&*ec2, Some(MemoryNotifier::default()), slow_writes());
+    // As on Lambda, what an invocation cannot finish (a check it could not make, an event
+    // EC2 does not show yet) is handed on, and run afterwards.
+    let hand_off = Arc::new(MemoryHandOff::default());
+    let a = Syncer::new(&*ec2, Some(MemoryNotifier::default()), slow_writes())
+        .with_hand_off(hand_off.clone());
+    let b = Syncer::new(&*ec2, Some(MemoryNotifier::default()), slow_writes())
+        .with_hand_off(hand_off.clone());
     let failover = async {
         // Past the read lag, so that A's first read shows the failover.
         tokio::time::sleep(read_lag).await;
@@ -143,6 +148,12 @@ async fn failback_during_a_failover(read_lag: Duration) {
         b.run(&replace_event("eni-A"), later(30)).await
     };
     let (report_a, report_b) = tokio::join!(failover, failback_event);
+    tokio::time::sleep(read_lag).await;
+    let continued: Vec<_> = hand_off.requests.lock().unwrap().drain(..).collect();
+    for request in &continued {
+        let report = b.run(request, later(30)).await;
+        assert!(!report.is_failure(), "{report:#?}");
+    }
 
     assert_eq!(main_target(&ec2), "eni-A");
     assert_eq!(
@@ -300,4 +311,52 @@ async fn a_vpc_deleted_during_a_sweep_fails_nothing() {
         .iter()
         .filter(|t| t.vpc_id == VPC)
         .all(|t| t.code.as_deref() == Some("table-deleted")));
+}
+
+/// A VPC whose main table keeps changing while it is synced (a flapping health check): the
+/// check after writing stops after 3 reads, and the last check goes on in a continuation.
+/// Where none can be made, the request is not `synced` but failed, so that it is run again.
+#[tokio::test]
+async fn a_vpc_that_keeps_changing_is_checked_again_elsewhere_or_fails() {
+    for with_hand_off in [true, false] {
+        let ec2 = MemoryEc2::new(synced_vpc("eni-A"));
+        ec2.change(|tables| point_main_at(tables, "eni-B"));
+        // The first write of each pass of 20 flips the main table to the other appliance.
+        let mut writes = 0;
+        *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, _| {
+            writes += 1;
+            if writes % TABLES == 1 {
+                let flip = if (writes / TABLES).is_multiple_of(2) {
+                    "eni-A"
+                } else {
+                    "eni-B"
+                };
+                point_main_at(tables, flip);
+            }
+        }));
+        let hand_off = Arc::new(MemoryHandOff::default());
+        let mut syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
+        if with_hand_off {
+            syncer = syncer.with_hand_off(hand_off.clone());
+        }
+        let report = syncer.run(&replace_event("eni-B"), later(10)).await;
+        assert_eq!(
+            report.calls.describe_route_tables, 4,
+            "a read and 3 checks: {report:#?}"
+        );
+        let handed = hand_off.requests.lock().unwrap().clone();
+        if with_hand_off {
+            assert!(!report.is_failure(), "{report:#?}");
+            assert_eq!(handed.len(), 1);
+            assert_eq!(handed[0].source, RequestSource::HandOff { hops: 1 });
+        } else {
+            assert_eq!(report.outcome, Outcome::Failed, "{report:#?}");
+            assert!(
+                report.message.contains("run it again"),
+                "{}",
+                report.message
+            );
+            assert!(handed.is_empty());
+        }
+    }
 }

@@ -91,6 +91,26 @@ fn event(table: &str) -> SyncRequest {
     }
 }
 
+/// A CloudTrail ReplaceRoute of `DEST` in the main table to `target`, recorded at `event_time`.
+fn replace_at(target: &str, event_time: SystemTime) -> SyncRequest {
+    SyncRequest {
+        subject: Subject::Route {
+            table_id: MAIN.into(),
+            vpc_id: Some(VPC.into()),
+            destination: dest(DEST),
+            expected: Some(MainRoute::To(eni(target))),
+        },
+        dry_run: false,
+        source: RequestSource::CloudTrail {
+            event_name: "ReplaceRoute".into(),
+            event_id: None,
+            caller: None,
+            event_time: Some(event_time),
+            waits: 0,
+        },
+    }
+}
+
 fn later(seconds: u64) -> Instant {
     Instant::now() + Duration::from_secs(seconds)
 }
@@ -574,22 +594,7 @@ async fn a_fresh_event_that_the_read_does_not_show_yet_is_waited_out() {
         },
     )
     .with_hand_off(hand_off.clone());
-    let at = |event_time: SystemTime| SyncRequest {
-        subject: Subject::Route {
-            table_id: MAIN.into(),
-            vpc_id: Some(VPC.into()),
-            destination: dest(DEST),
-            expected: Some(MainRoute::To(eni("eni-new"))),
-        },
-        dry_run: false,
-        source: RequestSource::CloudTrail {
-            event_name: "ReplaceRoute".into(),
-            event_id: None,
-            caller: None,
-            event_time: Some(event_time),
-            waits: 0,
-        },
-    };
+    let at = |event_time: SystemTime| replace_at("eni-new", event_time);
     let now = SystemTime::now();
     let fresh = syncer.run(&at(now), later(5)).await;
     assert_eq!(fresh.outcome, Outcome::WaitingForEc2, "{fresh:#?}");
@@ -647,22 +652,7 @@ async fn a_read_that_shows_a_newer_change_is_believed() {
             ..SyncSettings::default()
         },
     );
-    let replace = |target: &str, event_time: SystemTime| SyncRequest {
-        subject: Subject::Route {
-            table_id: MAIN.into(),
-            vpc_id: Some(VPC.into()),
-            destination: dest(DEST),
-            expected: Some(MainRoute::To(eni(target))),
-        },
-        dry_run: false,
-        source: RequestSource::CloudTrail {
-            event_name: "ReplaceRoute".into(),
-            event_id: None,
-            caller: None,
-            event_time: Some(event_time),
-            waits: 0,
-        },
-    };
+    let replace = replace_at;
     let older = SystemTime::now() - Duration::from_secs(5);
     // The newer event (eni-1, what the main table holds) arrives first and is confirmed.
     let newer = syncer

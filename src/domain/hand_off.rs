@@ -80,6 +80,8 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         report
     }
 
+    /// Returns whether every check after writing that could not be made goes on elsewhere.
+    ///
     /// Some writes met the deadline (or a check after writing could not be made): start a
     /// new invocation per VPC that re-reads it and continues. Where that cannot be done (not
     /// on Lambda, the hop limit, the hand-off call failed), the deferred writes of the VPCs
@@ -90,7 +92,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         request: &SyncRequest,
         report: &mut Report,
         unchecked: BTreeSet<String>,
-    ) {
+    ) -> bool {
         let hops = match request.source {
             RequestSource::HandOff { hops } => hops,
             _ => 0,
@@ -101,9 +103,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             .filter(|t| t.action == TableActionTaken::Deferred)
             .map(|t| t.vpc_id.clone())
             .collect();
+        let checks = unchecked.clone();
         vpcs.extend(unchecked);
         if self.hand_off.is_none() && self.next_pass_continues {
-            return;
+            return true;
         }
         let mut handed = BTreeSet::new();
         let unable = match &self.hand_off {
@@ -145,7 +148,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         };
         let Some(why) = unable else {
-            return;
+            return true;
         };
         for table in &mut report.tables {
             if table.action == TableActionTaken::Deferred && !handed.contains(&table.vpc_id) {
@@ -159,6 +162,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         }
         report.error = Some(why);
+        checks.iter().all(|vpc| handed.contains(vpc))
     }
 }
 

@@ -244,8 +244,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 .and_then(|r| r.target.as_ref())
                 .map(ToString::to_string);
         }
+        let mut check_dropped = false;
         if report.counts.deferred > 0 || !unchecked.is_empty() {
-            self.hand_on(request, &mut report, unchecked).await;
+            let unchecked_vpcs = !unchecked.is_empty();
+            check_dropped = !self.hand_on(request, &mut report, unchecked).await && unchecked_vpcs;
         }
         report.calls.throttled = self.ec2.throttled_calls() - throttled_before;
         let carried_by = match (&self.hand_off, self.next_pass_continues) {
@@ -253,6 +255,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             _ => "a new invocation",
         };
         summarise(&mut report, &plans, &loaded.scope, carried_by);
+        if check_dropped {
+            // The tables were still changing at the last read and nobody reads them again:
+            // not "synced", so that a person or a retry does.
+            report.outcome = Outcome::Failed;
+            report.message.push_str(
+                "; the tables were still changing at the last read and checking them again could not be handed on: run it again",
+            );
+        }
         self.notify(request, &mut report).await;
         report
     }
