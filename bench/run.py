@@ -280,12 +280,13 @@ def report(runs: list[dict], facts, zip_bytes: int | None, args, command: str) -
     row("single event, warm: API time on its critical path", [r["api"] for r in warm], ms)
     row("single event, warm: wall / API time", [r["wall"] / r["api"] for r in warm], ratio, "≤ 1.2×",
         lambda v: v <= 1.2)
-    row("reads per event, cold", [r["reads"] for r in cold], num, "≤ 2", lambda v: v <= 2)
-    row("reads per event, warm", [r["reads"] for r in warm], num, "1", lambda v: v == 1)
+    # A changing event reads once more after writing, to check (issue 19); a no-op reads once.
+    row("reads per changing event, cold", [r["reads"] for r in cold], num, "≤ 3", lambda v: v <= 3)
+    row("reads per changing event, warm", [r["reads"] for r in warm], num, "2", lambda v: v == 2)
     row("SNS messages per changing event", [r["publish"] for r in cold + warm], num, "1", lambda v: v == 1)
     row(f"customer case (26 routes × 4 tables, {N_PROCS} processes): wall", [m["burst_wall"] for m in runs], sec)
     row("customer case: DescribeRouteTables", [m["burst_reads"] for m in runs], num,
-        f"≤ 26 + {N_PROCS} (1 warm, ≤ 2 cold)", lambda v: v <= N_ROUTES + N_PROCS)
+        f"≤ 2 × 26 + {N_PROCS} (2 warm, ≤ 3 cold)", lambda v: v <= 2 * N_ROUTES + N_PROCS)
     row("customer case: route writes", [m["burst_writes"] for m in runs], num, "104", lambda v: v == 104)
     row("customer case: SNS messages", [m["burst_publish"] for m in runs], num, "26", lambda v: v == 26)
     cap, refill = args.bucket
