@@ -1,6 +1,7 @@
 //! One invocation, whatever runs it (the Lambda runtime or `sync-routes invoke FILE`):
 //! payload in, report out. Never panics and never writes a route for bad input.
 
+use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
 use aws_lambda_events::apigw::ApiGatewayProxyResponse;
@@ -20,6 +21,17 @@ pub async fn handle<E: RouteTables, N: Notifier>(
     region: Option<&str>,
     payload: &str,
     deadline: Instant,
+) -> Report {
+    handle_record(syncer, region, payload, deadline, None).await
+}
+
+/// As `handle`, for one record of a batch: its log lines name the record's message id.
+async fn handle_record<E: RouteTables, N: Notifier>(
+    syncer: &Syncer<E, N>,
+    region: Option<&str>,
+    payload: &str,
+    deadline: Instant,
+    message_id: Option<&str>,
 ) -> Report {
     let mut event_time = None;
     let report = match trigger::parse(payload, region) {
@@ -45,13 +57,25 @@ pub async fn handle<E: RouteTables, N: Notifier>(
         }
     };
     let json = serde_json::to_string(&report).unwrap_or_default();
-    tracing::info!(outcome = report.outcome.name(), summary = %report.message, report = %json, "done");
+    match message_id {
+        Some(id) => {
+            tracing::info!(message_id = id, outcome = report.outcome.name(), summary = %report.message, report = %json, "done")
+        }
+        None => {
+            tracing::info!(outcome = report.outcome.name(), summary = %report.message, report = %json, "done")
+        }
+    }
     emit_metrics(&report, event_time);
     report
 }
 
-/// A batch from the work queue: each record's body is handled as a payload of its own, in
-/// order, and the answer names the records for SQS to deliver again. Only a record that
+/// Records of one batch handled at once. The events of one failover arrive together, and in
+/// turn each would wait out the others' reads and writes; at once they share the process's
+/// pacing of EC2's buckets, and the check after writing makes records of one VPC converge.
+const RECORDS_AT_ONCE: usize = 4;
+
+/// A batch from the work queue: each record's body is handled as a payload of its own (up to
+/// `RECORDS_AT_ONCE` at a time), and the answer names the records for SQS to deliver again. Only a record that
 /// failed and handed nothing on is one of those: work that goes on in a continuation is
 /// never also retried (that would fork it), and bad input or a refusal is a final answer.
 /// A record the deadline leaves unstarted goes back on the queue as it came, rather than
@@ -62,36 +86,41 @@ pub async fn handle_batch<E: RouteTables, N: Notifier>(
     batch: SqsEvent,
     deadline: Instant,
 ) -> SqsBatchResponse {
-    let mut response = SqsBatchResponse::default();
-    for record in batch.records {
-        let id = record.message_id.clone().unwrap_or_default();
-        let body = record.body.unwrap_or_default();
-        let receives = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .cloned()
-            .unwrap_or_default();
-        if Instant::now() >= deadline {
-            let resent = match syncer.hand_off_port() {
-                Some(port) => port.resend(&body).await,
-                None => Err("no queue to put it back on".to_owned()),
-            };
-            match resent {
-                Ok(()) => {
-                    tracing::info!(decision = "resent", message_id = %id, "the deadline came before this record")
-                }
-                Err(error) => {
-                    tracing::warn!(decision = "record-retried", message_id = %id, error = %error);
-                    response.add_failure(id);
-                }
+    let outcomes: Vec<Option<String>> = stream::iter(batch.records)
+        .map(|record| async move {
+            let id = record.message_id.clone().unwrap_or_default();
+            let body = record.body.unwrap_or_default();
+            let receives = record
+                .attributes
+                .get("ApproximateReceiveCount")
+                .cloned()
+                .unwrap_or_default();
+            if Instant::now() >= deadline {
+                let resent = match syncer.hand_off_port() {
+                    Some(port) => port.resend(&body).await,
+                    None => Err("no queue to put it back on".to_owned()),
+                };
+                return match resent {
+                    Ok(()) => {
+                        tracing::info!(decision = "resent", message_id = %id, "the deadline came before this record");
+                        None
+                    }
+                    Err(error) => {
+                        tracing::warn!(decision = "record-retried", message_id = %id, error = %error);
+                        Some(id)
+                    }
+                };
             }
-            continue;
-        }
-        tracing::info!(decision = "record", message_id = %id, receives = %receives);
-        let report = handle(syncer, region, &body, deadline).await;
-        if report.is_failure() && report.calls.hand_offs == 0 {
-            response.add_failure(id);
-        }
+            tracing::info!(decision = "record", message_id = %id, receives = %receives);
+            let report = handle_record(syncer, region, &body, deadline, Some(&id)).await;
+            (report.is_failure() && report.calls.hand_offs == 0).then_some(id)
+        })
+        .buffer_unordered(RECORDS_AT_ONCE)
+        .collect()
+        .await;
+    let mut response = SqsBatchResponse::default();
+    for id in outcomes.into_iter().flatten() {
+        response.add_failure(id);
     }
     response
 }

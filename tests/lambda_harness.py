@@ -735,7 +735,7 @@ class EventSourceMapping:
 
     Every invocation is kept in `invocations` (BatchInvocation: records, seconds, answer,
     deletions, and each record's report from the function's log, where `handle` writes one
-    JSON line with "report" after the line with decision "record" and its message_id).
+    JSON line with "report" and the record's message_id).
     """
 
     def __init__(self, endpoint: str, queue_url: str, binary: Path | str | None = None, env: dict | None = None,
@@ -973,11 +973,15 @@ class EventSourceMapping:
                 current = line.get("message_id")
             elif line.get("decision") == "resent":
                 record.resent.append(line.get("message_id"))
-            if "report" in line and current is not None:
+            # Records of a batch run at once: a report line names its record's message id
+            # (older binaries wrote it right after the record's "record" line instead).
+            key = line.get("message_id") if "report" in line else None
+            key = key or current
+            if "report" in line and key is not None:
                 try:
-                    record.reports[current] = json.loads(line["report"])
+                    record.reports[key] = json.loads(line["report"])
                 except (TypeError, ValueError):
-                    record.reports[current] = {"raw": line["report"]}
+                    record.reports[key] = {"raw": line["report"]}
                 current = None
         if record.outcome == "ok":
             keep = set(record.failures)
