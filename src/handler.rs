@@ -11,7 +11,9 @@ use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use crate::adapters::emf;
 use crate::adapters::trigger::{self, Trigger};
 use crate::domain::report::{Outcome, Report};
-use crate::domain::request::RequestSource;
+use std::collections::BTreeMap;
+
+use crate::domain::request::{NamedRoute, RequestSource, Subject, SyncRequest};
 use crate::domain::sync::{Notifier, RouteTables, Syncer};
 
 /// Handles one payload. `region` is the function's own (events from elsewhere are
@@ -33,7 +35,6 @@ async fn handle_record<E: RouteTables, N: Notifier>(
     deadline: Instant,
     message_id: Option<&str>,
 ) -> Report {
-    let mut event_time = None;
     let report = match trigger::parse(payload, region) {
         Err(error) => {
             tracing::warn!(decision = "rejected", error = %error);
@@ -44,19 +45,41 @@ async fn handle_record<E: RouteTables, N: Notifier>(
             Report::without_plan(Outcome::Ignored, "not-applicable", why)
         }
         Ok(Trigger::Sync(request)) => {
-            tracing::info!(
-                decision = "sync",
-                trigger = %request.source.name(),
-                subject = ?request.subject,
-                dry_run = request.dry_run,
-            );
-            if let RequestSource::CloudTrail { event_time: t, .. } = &request.source {
-                event_time = *t;
-            }
-            syncer.run(&request, deadline).await
+            return run_request(syncer, &request, deadline, message_id).await
         }
     };
-    let json = serde_json::to_string(&report).unwrap_or_default();
+    log_done(&report, message_id);
+    emit_metrics(&report, None);
+    report
+}
+
+/// Runs one request and logs and measures its report.
+async fn run_request<E: RouteTables, N: Notifier>(
+    syncer: &Syncer<E, N>,
+    request: &SyncRequest,
+    deadline: Instant,
+    message_id: Option<&str>,
+) -> Report {
+    tracing::info!(
+        decision = "sync",
+        trigger = %request.source.name(),
+        subject = ?request.subject,
+        dry_run = request.dry_run,
+    );
+    let event_time = match &request.source {
+        RequestSource::CloudTrail { event_time, .. } | RequestSource::Batch { event_time, .. } => {
+            *event_time
+        }
+        _ => None,
+    };
+    let report = syncer.run(request, deadline).await;
+    log_done(&report, message_id);
+    emit_metrics(&report, event_time);
+    report
+}
+
+fn log_done(report: &Report, message_id: Option<&str>) {
+    let json = serde_json::to_string(report).unwrap_or_default();
     match message_id {
         Some(id) => {
             tracing::info!(message_id = id, outcome = report.outcome.name(), summary = %report.message, report = %json, "done")
@@ -65,8 +88,6 @@ async fn handle_record<E: RouteTables, N: Notifier>(
             tracing::info!(outcome = report.outcome.name(), summary = %report.message, report = %json, "done")
         }
     }
-    emit_metrics(&report, event_time);
-    report
 }
 
 /// Records of one batch handled at once. The events of one failover arrive together, and in
@@ -74,55 +95,190 @@ async fn handle_record<E: RouteTables, N: Notifier>(
 /// pacing of EC2's buckets, and the check after writing makes records of one VPC converge.
 const RECORDS_AT_ONCE: usize = 4;
 
-/// A batch from the work queue: each record's body is handled as a payload of its own (up to
-/// `RECORDS_AT_ONCE` at a time), and the answer names the records for SQS to deliver again. Only a record that
-/// failed and handed nothing on is one of those: work that goes on in a continuation is
-/// never also retried (that would fork it), and bad input or a refusal is a final answer.
-/// A record the deadline leaves unstarted goes back on the queue as it came, rather than
-/// waiting out the visibility timeout and counting a receive against the dead-letter queue.
+/// What one batch holds, once read: route events coalesced per main table, the rest alone.
+enum Work {
+    /// A record handled on its own, from its body.
+    Record { id: String, body: String },
+    /// Route events of several records for one main table: one request.
+    Routes {
+        ids: Vec<String>,
+        request: SyncRequest,
+    },
+}
+
+/// A batch from the work queue. Route events (CloudTrail CreateRoute, ReplaceRoute,
+/// DeleteRoute) that name the same main table are coalesced into one request: one read of
+/// the VPC, one plan for every destination they name, one notice (a failover's 26 routes
+/// cost a read and a check, not 26 of each). Every other record is handled as a payload of
+/// its own. Up to `RECORDS_AT_ONCE` of these run at a time, and the answer names the records
+/// for SQS to deliver again: only those that failed and handed nothing on (work that goes
+/// on in a continuation is never also retried, which would fork it; bad input and refusals
+/// are final answers). Records the deadline leaves unstarted go back on the queue as they
+/// came, rather than waiting out the visibility timeout and counting a receive against the
+/// dead-letter queue.
 pub async fn handle_batch<E: RouteTables, N: Notifier>(
     syncer: &Syncer<E, N>,
     region: Option<&str>,
     batch: SqsEvent,
     deadline: Instant,
 ) -> SqsBatchResponse {
-    let outcomes: Vec<Option<String>> = stream::iter(batch.records)
-        .map(|record| async move {
-            let id = record.message_id.clone().unwrap_or_default();
-            let body = record.body.unwrap_or_default();
-            let receives = record
-                .attributes
-                .get("ApproximateReceiveCount")
-                .cloned()
-                .unwrap_or_default();
+    let mut work = Vec::new();
+    let mut groups: BTreeMap<String, Vec<(String, SyncRequest, String)>> = BTreeMap::new();
+    for record in batch.records {
+        let id = record.message_id.clone().unwrap_or_default();
+        let body = record.body.unwrap_or_default();
+        let receives = record
+            .attributes
+            .get("ApproximateReceiveCount")
+            .cloned()
+            .unwrap_or_default();
+        tracing::info!(decision = "record", message_id = %id, receives = %receives);
+        match trigger::parse(&body, region) {
+            Ok(Trigger::Sync(request)) => match coalescable(&request) {
+                Some(table_id) => groups
+                    .entry(table_id)
+                    .or_default()
+                    .push((id, request, body)),
+                None => work.push(Work::Record { id, body }),
+            },
+            _ => work.push(Work::Record { id, body }),
+        }
+    }
+    for (table_id, members) in groups {
+        if members.len() == 1 {
+            let (id, _, body) = members.into_iter().next().expect("one member");
+            work.push(Work::Record { id, body });
+            continue;
+        }
+        let ids = members.iter().map(|(id, _, _)| id.clone()).collect();
+        work.push(Work::Routes {
+            ids,
+            request: coalesce(table_id, members.into_iter().map(|(_, r, _)| r).collect()),
+        });
+    }
+
+    let failed: Vec<Vec<String>> = stream::iter(work)
+        .map(|work| async move {
             if Instant::now() >= deadline {
-                let resent = match syncer.hand_off_port() {
-                    Some(port) => port.resend(&body).await,
-                    None => Err("no queue to put it back on".to_owned()),
-                };
-                return match resent {
-                    Ok(()) => {
-                        tracing::info!(decision = "resent", message_id = %id, "the deadline came before this record");
-                        None
-                    }
-                    Err(error) => {
-                        tracing::warn!(decision = "record-retried", message_id = %id, error = %error);
-                        Some(id)
-                    }
-                };
+                return put_back(syncer, work).await;
             }
-            tracing::info!(decision = "record", message_id = %id, receives = %receives);
-            let report = handle_record(syncer, region, &body, deadline, Some(&id)).await;
-            (report.is_failure() && report.calls.hand_offs == 0).then_some(id)
+            match work {
+                Work::Record { id, body } => {
+                    let report = handle_record(syncer, region, &body, deadline, Some(&id)).await;
+                    if retry(&report) {
+                        vec![id]
+                    } else {
+                        Vec::new()
+                    }
+                }
+                Work::Routes { ids, request } => {
+                    let names = ids.join(",");
+                    let report = run_request(syncer, &request, deadline, Some(&names)).await;
+                    if retry(&report) {
+                        ids
+                    } else {
+                        Vec::new()
+                    }
+                }
+            }
         })
         .buffer_unordered(RECORDS_AT_ONCE)
         .collect()
         .await;
     let mut response = SqsBatchResponse::default();
-    for id in outcomes.into_iter().flatten() {
+    for id in failed.into_iter().flatten() {
         response.add_failure(id);
     }
     response
+}
+
+/// SQS should deliver the record(s) again: failed, and nothing handed on.
+fn retry(report: &Report) -> bool {
+    report.is_failure() && report.calls.hand_offs == 0
+}
+
+/// The main table of a CloudTrail route event (not a dry run): the events of one failover,
+/// which are coalesced per main table.
+fn coalescable(request: &SyncRequest) -> Option<String> {
+    match (&request.subject, &request.source) {
+        (Subject::Route { table_id, .. }, RequestSource::CloudTrail { .. }) if !request.dry_run => {
+            Some(table_id.clone())
+        }
+        _ => None,
+    }
+}
+
+/// One request for the route events of several records on one main table, in the order
+/// they came; each keeps what its event expects and its own source.
+fn coalesce(table_id: String, requests: Vec<SyncRequest>) -> SyncRequest {
+    let events = requests.len() as u32;
+    let mut event_time: Option<std::time::SystemTime> = None;
+    let mut routes = Vec::with_capacity(requests.len());
+    for request in requests {
+        if let RequestSource::CloudTrail {
+            event_time: Some(t),
+            ..
+        } = &request.source
+        {
+            event_time = Some(event_time.map_or(*t, |e| e.min(*t)));
+        }
+        if let Subject::Route {
+            destination,
+            expected,
+            ..
+        } = request.subject
+        {
+            routes.push(NamedRoute {
+                destination,
+                expected,
+                source: request.source,
+            });
+        }
+    }
+    SyncRequest {
+        subject: Subject::Routes {
+            table_id,
+            vpc_id: None,
+            routes,
+        },
+        dry_run: false,
+        source: RequestSource::Batch { events, event_time },
+    }
+}
+
+/// Work the deadline left unstarted goes back on the queue as it came; the ids of what
+/// could not be put back, for SQS to deliver again.
+async fn put_back<E: RouteTables, N: Notifier>(syncer: &Syncer<E, N>, work: Work) -> Vec<String> {
+    let (ids, bodies): (Vec<String>, Vec<String>) = match work {
+        Work::Record { id, body } => (vec![id], vec![body]),
+        Work::Routes { ids, request } => match trigger::hand_off_payload(&request_alone(request)) {
+            Some(body) => (ids, vec![body]),
+            None => return ids,
+        },
+    };
+    let Some(port) = syncer.hand_off_port() else {
+        tracing::warn!(decision = "record-retried", message_ids = %ids.join(","), error = "no queue to put it back on");
+        return ids;
+    };
+    for body in &bodies {
+        if let Err(error) = port.resend(body).await {
+            tracing::warn!(decision = "record-retried", message_ids = %ids.join(","), error = %error);
+            return ids;
+        }
+    }
+    for id in &ids {
+        tracing::info!(decision = "resent", message_id = %id, "the deadline came before this record");
+    }
+    Vec::new()
+}
+
+/// A coalesced request as a continuation that reads again (its events' expectations are
+/// judged by the read it makes, as for any hand-off).
+fn request_alone(request: SyncRequest) -> SyncRequest {
+    SyncRequest {
+        source: RequestSource::HandOff { hops: 0 },
+        ..request
+    }
 }
 
 /// One embedded-metric-format line per request, on stderr with the logs (stdout is the

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sync_routes::adapters::trigger::{parse, Trigger};
 use sync_routes::domain::plan::{Destination, Target, TargetKind};
-use sync_routes::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
+use sync_routes::domain::request::{MainRoute, NamedRoute, RequestSource, Subject, SyncRequest};
 
 fn sample(name: &str) -> Trigger {
     let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -386,8 +386,27 @@ fn a_hand_off_payload_parses_back_to_its_request() {
         dry_run: false,
         source: RequestSource::HandOff { hops: 2 },
     };
+    let routes = SyncRequest {
+        subject: Subject::Routes {
+            table_id: "rtb-0a1b2c3d4e5f60001".into(),
+            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into()),
+            routes: ["10.100.0.0/16", "2001:db8::/48"]
+                .iter()
+                .map(|d| Destination::Cidr(d.parse().unwrap()))
+                .chain([Destination::PrefixList("pl-0123456789abcdef0".into())])
+                .map(|destination| NamedRoute {
+                    destination,
+                    expected: None,
+                    source: RequestSource::Manual,
+                })
+                .collect(),
+        },
+        dry_run: false,
+        source: RequestSource::HandOff { hops: 4 },
+    };
     for request in [
         request,
+        routes,
         route(Destination::Cidr("10.100.0.0/16".parse().unwrap())),
         route(Destination::Cidr("2001:db8::/48".parse().unwrap())),
         route(Destination::PrefixList("pl-0123456789abcdef0".into())),

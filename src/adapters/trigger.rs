@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use crate::adapters::ec2::gateway_kind;
 use crate::domain::plan::{Destination, Target, TargetKind};
-use crate::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
+use crate::domain::request::{MainRoute, NamedRoute, RequestSource, Subject, SyncRequest};
 
 /// Lambda's own limit for an asynchronous invocation; anything larger is not a real event.
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
@@ -182,6 +182,7 @@ fn from_api_gateway(event: ApiGatewayProxyRequest) -> Result<SyncRequest, InputE
         route_table_id: path("route-table-id"),
         destination_cidr_block: body.destination_cidr_block,
         destination_prefix_list_id: None,
+        destinations: None,
         dry_run: body.dry_run,
         hand_off: None,
     })?;
@@ -516,6 +517,21 @@ pub fn hand_off_payload(request: &SyncRequest) -> Option<String> {
                 }
             }
         }
+        Subject::Routes {
+            table_id,
+            vpc_id,
+            routes,
+        } => {
+            payload["route-table-id"] = table_id.clone().into();
+            if let Some(vpc) = vpc_id {
+                payload["vpc-id"] = vpc.clone().into();
+            }
+            payload["destinations"] = routes
+                .iter()
+                .map(|r| r.destination.to_string())
+                .collect::<Vec<_>>()
+                .into();
+        }
         Subject::NewTable { table_id, vpc_id } => {
             payload["reconcile"] = true.into();
             payload["vpc-id"] = vpc_id.clone().into();
@@ -634,6 +650,9 @@ struct ManualRequest {
     route_table_id: Option<String>,
     destination_cidr_block: Option<String>,
     destination_prefix_list_id: Option<String>,
+    /// Several destinations (CIDRs and pl- ids) of one main table: how the function hands on
+    /// the rest of a coalesced batch.
+    destinations: Option<Vec<String>>,
     #[serde(default)]
     dry_run: Option<bool>,
     /// Set by the function itself when it hands a request on (see `hand_off_payload`).
@@ -641,6 +660,45 @@ struct ManualRequest {
 }
 
 fn from_manual(request: ManualRequest) -> Result<SyncRequest, InputError> {
+    if let Some(destinations) = request.destinations {
+        if request.destination_cidr_block.is_some() || request.destination_prefix_list_id.is_some()
+        {
+            return Err(InputError::BadManualRequest(
+                "give destinations, or one destination-cidr-block or destination-prefix-list-id, not both".into(),
+            ));
+        }
+        let vpc_id = match request.vpc_id {
+            Some(vpc) => Some(valid_id("vpc-id", Some(vpc), "vpc-")?),
+            None => None,
+        };
+        let mut routes = Vec::new();
+        for destination in destinations {
+            let destination = if destination.starts_with("pl-") {
+                Destination::PrefixList(valid_id("destinations", Some(destination), "pl-")?)
+            } else {
+                Destination::Cidr(valid_cidr("destinations", &destination)?)
+            };
+            routes.push(NamedRoute {
+                destination,
+                expected: None,
+                source: RequestSource::Manual,
+            });
+        }
+        if routes.is_empty() {
+            return Err(InputError::Missing {
+                field: "destinations",
+            });
+        }
+        return Ok(SyncRequest {
+            subject: Subject::Routes {
+                table_id: valid_id("route-table-id", request.route_table_id, "rtb-")?,
+                vpc_id,
+                routes,
+            },
+            dry_run: request.dry_run.unwrap_or(false),
+            source: source(request.hand_off),
+        });
+    }
     // The table names its VPC, so the id is optional; when given it is checked.
     let vpc_id = match request.vpc_id {
         Some(vpc) => Some(valid_id("vpc-id", Some(vpc), "vpc-")?),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::domain::ports::{Notifier, RouteTables};
 use crate::domain::report::{Outcome, Report, TableActionTaken};
-use crate::domain::request::{RequestSource, Subject, SyncRequest};
+use crate::domain::request::{NamedRoute, RequestSource, Subject, SyncRequest};
 use crate::domain::sync::Syncer;
 
 /// A request still unfinished after this many hand-offs stops and fails, so a loop cannot
@@ -32,25 +32,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         let RequestSource::CloudTrail { waits, .. } = &request.source else {
             return report;
         };
-        let next = SyncRequest {
-            source: match &request.source {
-                RequestSource::CloudTrail {
-                    event_name,
-                    event_id,
-                    caller,
-                    event_time,
-                    ..
-                } => RequestSource::CloudTrail {
-                    event_name: event_name.clone(),
-                    event_id: event_id.clone(),
-                    caller: caller.clone(),
-                    event_time: *event_time,
-                    waits: waits + 1,
-                },
-                other => other.clone(),
-            },
-            ..request.clone()
-        };
+        let next = waited_once_more(request);
         match &self.hand_off {
             None => report.message.push_str("; run it again in a few seconds"),
             Some(_) if *waits >= MAX_HAND_OFFS => {
@@ -78,6 +60,36 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         }
         tracing::info!(decision = "waiting-for-ec2", summary = %report.message);
         report
+    }
+
+    /// One event of a coalesced batch that EC2's reads do not show yet: handed on alone, as
+    /// `wait_for_ec2` hands on a single event. Returns whether it goes on elsewhere.
+    pub(crate) async fn hand_on_waiting(&self, request: &SyncRequest, report: &mut Report) -> bool {
+        let waits = match &request.source {
+            RequestSource::CloudTrail { waits, .. } => *waits,
+            _ => 0,
+        };
+        let sent = match &self.hand_off {
+            None => Err("no hand-off outside Lambda".to_owned()),
+            Some(_) if waits >= MAX_HAND_OFFS => Err(format!(
+                "EC2's reads still contradict the event after {MAX_HAND_OFFS} hand-offs"
+            )),
+            Some(hand_off) => hand_off
+                .hand_off(&waited_once_more(request), wait_delay(waits))
+                .await
+                .map_err(|e| format!("the hand-off failed: {e}")),
+        };
+        match sent {
+            Ok(()) => {
+                report.calls.hand_offs += 1;
+                tracing::info!(decision = "hand-off", reason = "waiting-for-ec2", request = ?request.subject, waits = waits + 1);
+                true
+            }
+            Err(error) => {
+                report.error = Some(error);
+                false
+            }
+        }
     }
 
     /// Returns whether every check after writing that could not be made goes on elsewhere.
@@ -181,6 +193,21 @@ fn continuation(subject: &Subject, vpc: String) -> Subject {
             destination: destination.clone(),
             expected: None,
         },
+        // The batch's destinations, none of them waiting any more: the continuation reads again.
+        Subject::Routes {
+            table_id, routes, ..
+        } => Subject::Routes {
+            table_id: table_id.clone(),
+            vpc_id: Some(vpc),
+            routes: routes
+                .iter()
+                .map(|r| NamedRoute {
+                    destination: r.destination.clone(),
+                    expected: None,
+                    source: RequestSource::Manual,
+                })
+                .collect(),
+        },
         Subject::NewTable { table_id, .. } => Subject::NewTable {
             table_id: table_id.clone(),
             vpc_id: vpc,
@@ -188,6 +215,30 @@ fn continuation(subject: &Subject, vpc: String) -> Subject {
         Subject::Association { .. } | Subject::Reconcile { .. } => {
             Subject::Reconcile { vpc_id: Some(vpc) }
         }
+    }
+}
+
+/// The same event, waited for once more.
+fn waited_once_more(request: &SyncRequest) -> SyncRequest {
+    let source = match &request.source {
+        RequestSource::CloudTrail {
+            event_name,
+            event_id,
+            caller,
+            event_time,
+            waits,
+        } => RequestSource::CloudTrail {
+            event_name: event_name.clone(),
+            event_id: event_id.clone(),
+            caller: caller.clone(),
+            event_time: *event_time,
+            waits: waits + 1,
+        },
+        other => other.clone(),
+    };
+    SyncRequest {
+        source,
+        ..request.clone()
     }
 }
 

@@ -81,6 +81,12 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
         RequestSource::Watch => {
             let _ = writeln!(body, "Trigger:     sync-routes watch");
         }
+        RequestSource::Batch { events, .. } => {
+            let _ = writeln!(
+                body,
+                "Trigger:     {events} route events of one batch (CloudTrail), synced together"
+            );
+        }
         RequestSource::HandOff { hops } => {
             let _ = writeln!(
                 body,

@@ -65,7 +65,11 @@ pub(crate) fn ignored(mut report: Report, code: &'static str, message: String) -
 pub(crate) fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope, carried_by: &str) {
     let named = match &scope.destinations {
         Destinations::One(destination) => Some(destination),
-        Destinations::All => None,
+        Destinations::Some(_) | Destinations::All => None,
+    };
+    let several = match &scope.destinations {
+        Destinations::Some(destinations) => Some(destinations.len()),
+        _ => None,
     };
     let backfill = match &scope.tables {
         plan::Tables::One(table) => Some(table),
@@ -99,6 +103,15 @@ pub(crate) fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope, c
                 .count() as u32;
             (what, "custom tables", own)
         }
+        ([plan], None) if several.is_some() => (
+            format!(
+                "{} routes of {}",
+                several.unwrap_or_default(),
+                plan.main_table_id
+            ),
+            "routes in custom tables",
+            total,
+        ),
         ([_], None) if backfill.is_some() => (
             format!(
                 "backfill of {}",
@@ -139,6 +152,19 @@ pub(crate) fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope, c
     } else {
         String::new()
     };
+    let refused_note = match report.refused.len() {
+        0 => String::new(),
+        n => format!(
+            "; {n} refused ({})",
+            report
+                .refused
+                .iter()
+                .map(|r| format!("{}: {}", r.destination, r.reason))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let skipped_note = format!("{skipped_note}{refused_note}");
     (report.outcome, report.message) = if c.failed > 0 {
         (
             Outcome::Failed,
@@ -166,6 +192,13 @@ pub(crate) fn summarise(report: &mut Report, plans: &[VpcPlan], scope: &Scope, c
         (
             Outcome::Synced,
             format!("{what}: {changed} of {total} {unit} updated{skipped_note}{more}"),
+        )
+    } else if total == 0 && !report.refused.is_empty() {
+        // Every destination the batch named was refused: as final an answer as one refusal.
+        report.reason = report.refused.first().map(|r| r.reason.clone());
+        (
+            Outcome::Refused,
+            format!("{what}: nothing to sync{refused_note}"),
         )
     } else {
         (

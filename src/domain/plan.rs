@@ -531,6 +531,8 @@ pub struct VpcPlan {
     pub routes: Vec<RoutePlan>,
     /// Custom tables in scope that are left alone as a whole, with the reason.
     pub skipped_tables: Vec<(String, TableSkip)>,
+    /// With `Destinations::Some`: the named destinations refused, each with its reason.
+    pub refused: Vec<(Destination, Refusal)>,
 }
 
 impl VpcPlan {
@@ -551,6 +553,10 @@ pub enum Destinations {
     /// One destination, named by an event or a request. Unlike `All`, an ineligible route
     /// is refused with its reason, so the person who asked learns why nothing moved.
     One(Destination),
+    /// Several destinations, named by the events of one batch for one main table (a
+    /// failover's routes): each is decided as `One` would decide it, and an ineligible one
+    /// is refused on its own (`VpcPlan::refused`) without stopping the others.
+    Some(BTreeSet<Destination>),
 }
 
 /// Which custom tables of a VPC to reconcile.
@@ -643,10 +649,23 @@ pub fn reconcile(
     writable.sort_by(|a, b| a.id.cmp(&b.id));
     skipped_tables.sort_by(|a, b| a.0.cmp(&b.0));
 
+    let mut refused = Vec::new();
     let wanted = match &scope.destinations {
         Destinations::One(destination) => {
             vec![wanted_for_one(main, destination, policy)?]
         }
+        Destinations::Some(destinations) => destinations
+            .iter()
+            .filter_map(
+                |destination| match wanted_for_one(main, destination, policy) {
+                    Ok(wanted) => Some(wanted),
+                    Err(refusal) => {
+                        refused.push((destination.clone(), refusal));
+                        None
+                    }
+                },
+            )
+            .collect(),
         Destinations::All => wanted_for_all(main, &writable, policy),
     };
     if writable.is_empty() && skipped_tables.is_empty() && scope.destinations != Destinations::All {
@@ -680,6 +699,7 @@ pub fn reconcile(
         main_table_id: main.id.clone(),
         routes,
         skipped_tables,
+        refused,
     })
 }
 

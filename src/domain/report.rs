@@ -121,6 +121,15 @@ pub struct TableReport {
     pub reason: Option<String>,
 }
 
+/// A destination that a coalesced batch named but the eligibility rules refuse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RefusedRoute {
+    pub destination: String,
+    /// The refusal's stable code (`target-kind-not-allowed` ...).
+    pub reason: String,
+    pub message: String,
+}
+
 /// Whether the change notice went out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -224,6 +233,9 @@ pub struct Report {
     /// Every table for a single-destination request; for a wider reconcile every pair that
     /// did not stay unchanged, by VPC, destination and table.
     pub tables: Vec<TableReport>,
+    /// With several destinations named (a coalesced batch): those refused, each with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedRoute>,
     pub counts: Counts,
     pub calls: CallCounts,
     pub notice: NoticeStatus,
@@ -254,6 +266,7 @@ impl Report {
             target: None,
             dry_run: false,
             tables: Vec::new(),
+            refused: Vec::new(),
             counts: Counts::default(),
             calls: CallCounts::default(),
             notice: NoticeStatus::NotNeeded,

@@ -27,6 +27,14 @@ pub enum Subject {
         /// behind it.
         expected: Option<MainRoute>,
     },
+    /// Several route events of one batch for the same main table (a failover's routes,
+    /// delivered together by the work queue): one read of the VPC, one plan for all the
+    /// destinations, one notice. Each keeps what its own event expects and its own source.
+    Routes {
+        table_id: String,
+        vpc_id: Option<String>,
+        routes: Vec<NamedRoute>,
+    },
     /// A custom table was created: scope = that table, every destination.
     NewTable { table_id: String, vpc_id: String },
     /// A table's association was replaced. If the table is now the VPC's main table, the
@@ -34,6 +42,30 @@ pub enum Subject {
     Association { table_id: String },
     /// One VPC, or every VPC in scope (`None`): a manual reconcile or the scheduled sweep.
     Reconcile { vpc_id: Option<String> },
+}
+
+/// One destination of `Subject::Routes`, with what its event expects and who sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRoute {
+    pub destination: Destination,
+    pub expected: Option<MainRoute>,
+    pub source: RequestSource,
+}
+
+impl NamedRoute {
+    /// This destination as a request of its own (to hand on an event that waits for EC2).
+    pub fn alone(&self, table_id: &str, vpc_id: Option<String>, dry_run: bool) -> SyncRequest {
+        SyncRequest {
+            subject: Subject::Route {
+                table_id: table_id.to_owned(),
+                vpc_id,
+                destination: self.destination.clone(),
+                expected: self.expected.clone(),
+            },
+            dry_run,
+            source: self.source.clone(),
+        }
+    }
 }
 
 /// The main table's route for a destination right after the call an event records.
@@ -69,6 +101,12 @@ pub enum RequestSource {
     /// A reconcile handed on by an invocation that met its deadline; `hops` counts the
     /// hand-offs so far, so that a reconcile that never finishes stops somewhere.
     HandOff { hops: u32 },
+    /// Several events of one batch, coalesced (`Subject::Routes`); each route keeps its own
+    /// source. `event_time` is the earliest, the start of the lag the batch's user waits.
+    Batch {
+        events: u32,
+        event_time: Option<SystemTime>,
+    },
 }
 
 impl RequestSource {
@@ -81,6 +119,7 @@ impl RequestSource {
             RequestSource::Http => "http".to_owned(),
             RequestSource::Watch => "watch".to_owned(),
             RequestSource::HandOff { .. } => "hand-off".to_owned(),
+            RequestSource::Batch { .. } => "batch".to_owned(),
         }
     }
 }

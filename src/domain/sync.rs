@@ -18,8 +18,10 @@ pub use crate::domain::ports::{
     AwsError, HandOff, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode,
     WriteOutcome,
 };
-use crate::domain::report::{NoticeStatus, Outcome, Report, TableActionTaken, TableReport};
-use crate::domain::request::{MainRoute, RequestSource, Subject, SyncRequest};
+use crate::domain::report::{
+    NoticeStatus, Outcome, RefusedRoute, Report, TableActionTaken, TableReport,
+};
+use crate::domain::request::{MainRoute, NamedRoute, RequestSource, Subject, SyncRequest};
 use crate::domain::write::{log_table, settled, WriteJob, Written};
 
 pub use crate::domain::hand_off::MAX_HAND_OFFS;
@@ -106,6 +108,8 @@ impl From<Refusal> for Stop {
 struct Loaded {
     vpcs: Vec<Vec<RouteTable>>,
     scope: Scope,
+    /// Events of a coalesced batch whose reads still contradict them: handed on alone.
+    waiting: Vec<SyncRequest>,
 }
 
 impl<E: RouteTables, N: Notifier> Syncer<E, N> {
@@ -172,6 +176,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 report.vpc_id = vpc_id.clone();
                 report.destination = Some(destination.to_string());
             }
+            Subject::Routes {
+                table_id, vpc_id, ..
+            } => {
+                report.route_table_id = Some(table_id.clone());
+                report.vpc_id = vpc_id.clone();
+            }
             Subject::NewTable { table_id, vpc_id } => {
                 report.route_table_id = Some(table_id.clone());
                 report.vpc_id = Some(vpc_id.clone());
@@ -197,9 +207,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         };
 
+        // Events of a coalesced batch that EC2's reads do not show yet go on alone.
+        let mut waiting_dropped = false;
+        for waiting in &loaded.waiting {
+            waiting_dropped |= !self.hand_on_waiting(waiting, &mut report).await;
+        }
         let named = match &loaded.scope.destinations {
             Destinations::One(destination) => Some(destination.clone()),
-            Destinations::All => None,
+            Destinations::Some(_) | Destinations::All => None,
         };
         let single_vpc = loaded.vpcs.len() == 1;
         let mut plans = Vec::with_capacity(loaded.vpcs.len());
@@ -217,6 +232,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         if let [plan] = plans.as_slice() {
             report.vpc_id = Some(plan.vpc_id.clone());
             report.main_route_table_id = Some(plan.main_table_id.clone());
+            for (destination, refusal) in &plan.refused {
+                tracing::info!(decision = "refused", destination = %destination, reason = refusal.code(), summary = %refusal);
+                report.refused.push(RefusedRoute {
+                    destination: destination.to_string(),
+                    reason: refusal.code().to_owned(),
+                    message: refusal.to_string(),
+                });
+            }
         }
 
         let mut own = self
@@ -255,6 +278,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             _ => "a new invocation",
         };
         summarise(&mut report, &plans, &loaded.scope, carried_by);
+        if waiting_dropped {
+            report.outcome = Outcome::Failed;
+            report.message.push_str(
+                "; some of its events are not shown by EC2's reads yet, and could not be handed on: run it again",
+            );
+        }
         if check_dropped {
             // The tables were still changing at the last read and nobody reads them again:
             // not "synced", so that a person or a retry does.
@@ -423,34 +452,9 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                         ),
                     });
                 }
-                let vpc = match vpc_id.clone().or_else(|| self.cached_vpc(table_id)) {
-                    Some(vpc) => vpc,
-                    None => self.main_table_vpc(table_id, deadline, report).await?,
-                };
-                self.check_vpc(&vpc)?;
-                let mut tables = self.read_vpc(&vpc, deadline, report).await?;
-                let Some(table) = tables.iter().find(|t| t.id == *table_id) else {
-                    self.forget(table_id);
-                    return Err(Stop::Refused(if vpc_id.is_some() {
-                        Refusal::TableNotInVpc {
-                            table: table_id.clone(),
-                            vpc,
-                        }
-                    } else {
-                        Refusal::UnknownTable {
-                            table: table_id.clone(),
-                        }
-                    }));
-                };
-                // Main-ness is never cached: ReplaceRouteTableAssociation moves it any time.
-                if !table.is_main {
-                    return Err(Refusal::NotMainTable {
-                        table: table_id.clone(),
-                        vpc,
-                        main: tables.iter().find(|t| t.is_main).map(|t| t.id.clone()),
-                    }
-                    .into());
-                }
+                let (vpc, mut tables) = self
+                    .main_table_vpc_tables(table_id, vpc_id.as_ref(), deadline, report)
+                    .await?;
                 if let Some(expected) = expected {
                     tables = self
                         .settle_read(
@@ -468,6 +472,45 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 Ok(Loaded {
                     vpcs: vec![tables],
                     scope: Scope::destination(destination.clone()),
+                    waiting: Vec::new(),
+                })
+            }
+            Subject::Routes {
+                table_id,
+                vpc_id,
+                routes,
+            } => {
+                let (vpc, tables) = self
+                    .main_table_vpc_tables(table_id, vpc_id.as_ref(), deadline, report)
+                    .await?;
+                let (tables, waiting) = self
+                    .settle_routes(&vpc, table_id, routes, tables, deadline, report)
+                    .await?;
+                let waiting_destinations: BTreeSet<&Destination> =
+                    waiting.iter().map(|w| &w.destination).collect();
+                let destinations = routes
+                    .iter()
+                    .map(|r| &r.destination)
+                    .filter(|d| !waiting_destinations.contains(d))
+                    // A deletion is copied only with deletes on.
+                    .filter(|d| {
+                        policy.propagate_deletes
+                            || !routes.iter().any(|r| {
+                                r.destination == **d && r.expected == Some(MainRoute::Gone)
+                            })
+                    })
+                    .cloned()
+                    .collect();
+                Ok(Loaded {
+                    vpcs: vec![tables],
+                    scope: Scope {
+                        destinations: Destinations::Some(destinations),
+                        tables: plan::Tables::AllCustom,
+                    },
+                    waiting: waiting
+                        .iter()
+                        .map(|w| w.alone(table_id, Some(vpc.clone()), request.dry_run))
+                        .collect(),
                 })
             }
             Subject::NewTable { table_id, vpc_id } => {
@@ -482,6 +525,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 Ok(Loaded {
                     vpcs: vec![tables],
                     scope: Scope::table(table_id),
+                    waiting: Vec::new(),
                 })
             }
             Subject::Association { table_id } => {
@@ -509,6 +553,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     Some(table) if table.is_main => Ok(Loaded {
                         vpcs: vec![tables],
                         scope: Scope::vpc(),
+                        waiting: Vec::new(),
                     }),
                     Some(table) => Err(subnet_association(table)),
                     None => Err(Refusal::UnknownTable {
@@ -526,6 +571,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 Ok(Loaded {
                     vpcs: vec![tables],
                     scope: Scope::vpc(),
+                    waiting: Vec::new(),
                 })
             }
             Subject::Reconcile { vpc_id: None } => {
@@ -547,9 +593,50 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 Ok(Loaded {
                     vpcs: by_vpc.into_values().collect(),
                     scope: Scope::vpc(),
+                    waiting: Vec::new(),
                 })
             }
         }
+    }
+
+    /// The VPC and its tables, for an event that names `table_id` as the main table: refused
+    /// when the table is unknown, in another VPC, or not the main table.
+    async fn main_table_vpc_tables(
+        &self,
+        table_id: &str,
+        vpc_id: Option<&String>,
+        deadline: Instant,
+        report: &mut Report,
+    ) -> Result<(String, Vec<RouteTable>), Stop> {
+        let vpc = match vpc_id.cloned().or_else(|| self.cached_vpc(table_id)) {
+            Some(vpc) => vpc,
+            None => self.main_table_vpc(table_id, deadline, report).await?,
+        };
+        self.check_vpc(&vpc)?;
+        let tables = self.read_vpc(&vpc, deadline, report).await?;
+        let Some(table) = tables.iter().find(|t| t.id == *table_id) else {
+            self.forget(table_id);
+            return Err(Stop::Refused(if vpc_id.is_some() {
+                Refusal::TableNotInVpc {
+                    table: table_id.to_owned(),
+                    vpc,
+                }
+            } else {
+                Refusal::UnknownTable {
+                    table: table_id.to_owned(),
+                }
+            }));
+        };
+        // Main-ness is never cached: ReplaceRouteTableAssociation moves it any time.
+        if !table.is_main {
+            return Err(Refusal::NotMainTable {
+                table: table_id.to_owned(),
+                vpc,
+                main: tables.iter().find(|t| t.is_main).map(|t| t.id.clone()),
+            }
+            .into());
+        }
+        Ok((vpc, tables))
     }
 
     /// A cold route event: reads the table alone to learn its VPC, and stops there unless
@@ -671,6 +758,95 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             retries += 1;
             tables = self.read_vpc(vpc, deadline, report).await?;
         }
+    }
+
+    /// As `settle_read`, for the routes of a coalesced batch against one read: reads again
+    /// (1, 2, 4 s) while a fresh event among them is contradicted by the read, and returns
+    /// the tables with the routes whose events are still contradicted, which are never
+    /// decided from that read (they are handed on alone).
+    async fn settle_routes(
+        &self,
+        vpc: &str,
+        table_id: &str,
+        routes: &[NamedRoute],
+        mut tables: Vec<RouteTable>,
+        deadline: Instant,
+        report: &mut Report,
+    ) -> Result<(Vec<RouteTable>, Vec<NamedRoute>), Stop> {
+        let mut pause = self.settings.consistency_pause;
+        let mut retries = 0;
+        loop {
+            // Confirm first what the read agrees with, so that an older event of the same
+            // route in the batch is seen to be overtaken by a newer one.
+            let agreeing: Vec<bool> = routes
+                .iter()
+                .map(|route| self.agrees(table_id, route, &tables))
+                .collect();
+            let contradicted: Vec<NamedRoute> = routes
+                .iter()
+                .zip(agreeing)
+                .filter(|(route, agrees)| !agrees && self.still_fresh(table_id, route))
+                .map(|(route, _)| route.clone())
+                .collect();
+            if contradicted.is_empty()
+                || retries >= self.settings.consistency_retries
+                || Instant::now() + pause >= deadline
+            {
+                for route in contradicted.iter() {
+                    tracing::info!(decision = "waiting-for-ec2", table = %table_id, destination = %route.destination, "EC2's reads do not show this event yet; it goes on alone");
+                }
+                return Ok((tables, contradicted));
+            }
+            tracing::info!(decision = "read-again", table = %table_id, routes = contradicted.len(), pause_ms = pause.as_millis() as u64, "the main table does not show every event's change yet");
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            retries += 1;
+            tables = self.read_vpc(vpc, deadline, report).await?;
+        }
+    }
+
+    /// Whether `tables` show what an event of the batch says it left in the main table (an
+    /// event that expects nothing agrees); records the events they confirm.
+    fn agrees(&self, table_id: &str, route: &NamedRoute, tables: &[RouteTable]) -> bool {
+        let Some(expected) = &route.expected else {
+            return true;
+        };
+        let shown = plan::main_target(tables, &route.destination);
+        let agrees = match expected {
+            MainRoute::To(target) => shown == Some(target),
+            MainRoute::Gone => shown.is_none(),
+        };
+        if let (
+            true,
+            RequestSource::CloudTrail {
+                event_time: Some(event_time),
+                ..
+            },
+        ) = (agrees, &route.source)
+        {
+            self.confirm(
+                (table_id.to_owned(), route.destination.clone()),
+                *event_time,
+            );
+        }
+        agrees
+    }
+
+    /// Whether a contradicted event is fresh enough to wait for: under `fresh_event` old, and
+    /// not overtaken by a newer event of the same route that a read confirmed.
+    fn still_fresh(&self, table_id: &str, route: &NamedRoute) -> bool {
+        let RequestSource::CloudTrail {
+            event_time: Some(event_time),
+            ..
+        } = &route.source
+        else {
+            return false;
+        };
+        let age = SystemTime::now()
+            .duration_since(*event_time)
+            .unwrap_or_default();
+        let key = (table_id.to_owned(), route.destination.clone());
+        age <= self.settings.fresh_event && !self.confirmed_after(&key, *event_time)
     }
 
     fn confirm(&self, key: (String, Destination), event_time: SystemTime) {
