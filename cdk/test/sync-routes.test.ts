@@ -521,13 +521,13 @@ describe('work queue: EventBridge -> SQS -> event source mapping', () => {
     ]);
   });
 
-  test('event source mapping: batches of 10, a 1 s window, partial batch responses, at most 2 at once', () => {
+  test('event source mapping: batches of 100, a 1 s window, partial batch responses, at most 2 at once', () => {
     template.resourceCountIs('AWS::Lambda::EventSourceMapping', 1);
     const [mapping] = Object.values(template.findResources('AWS::Lambda::EventSourceMapping'));
     expect(mapping.Properties).toEqual(expect.objectContaining({
       EventSourceArn: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] },
       FunctionName: { Ref: FUNCTION },
-      BatchSize: 10,
+      BatchSize: 100,
       MaximumBatchingWindowInSeconds: 1,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 2 },
@@ -553,7 +553,11 @@ describe('work queue: EventBridge -> SQS -> event source mapping', () => {
       expect(() => synthStack({ batchingWindow: value })).toThrow(/batchingWindow must be whole seconds from 0 to 300/);
     }
     expect(() => synthStack({ batchingWindow: 'soon' })).toThrow(/batchingWindow must be a number/);
-    synthStack({ batchingWindow: '0' }).template.hasResourceProperties('AWS::Lambda::EventSourceMapping', { MaximumBatchingWindowInSeconds: 0 });
+    // No window: SQS allows batches of at most 10.
+    synthStack({ batchingWindow: '0' }).template.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
+      MaximumBatchingWindowInSeconds: 0,
+      BatchSize: 10,
+    });
   });
 
   test('the function may loop through its own queue (continuations)', () => {

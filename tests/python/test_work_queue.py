@@ -25,7 +25,7 @@ import lambda_harness as h  # noqa: E402
 
 # What the CDK app deploys (cdk/lib/sync-routes.ts).
 MAX_CONCURRENCY = 2
-BATCH_SIZE = 10
+BATCH_SIZE = 100
 BATCHING_WINDOW_S = 1.0
 MAX_RECEIVE_COUNT = 5
 # EC2's route-write and read buckets (the fault proxy's EC2-faithful throttling).
@@ -117,6 +117,11 @@ def test_the_customer_case_26_route_events_through_the_queue(mapping, control, m
     assert len([i for i in esm.invocations if set(i.message_ids) & set(sent)]) < len(sent), summary(esm)
     landed = [c for c in control.calls()["calls"] if c["action"] in WRITES and c["status"] == 200]
     assert len(landed) == 26 * 4, f"{len(landed)} route writes succeeded: every pair written exactly once"
+    # Coalesced per main table: each batch reads the VPC once and checks it once, and each
+    # process reads the table alone once, cold (not once per event: 54 then).
+    reads = control.calls()["counts"].get("DescribeRouteTables", 0)
+    batches = len([i for i in esm.invocations if set(i.message_ids) & set(sent)])
+    assert reads <= 2 * batches + MAX_CONCURRENCY, f"{reads} reads for {batches} batches: {summary(esm)}"
 
 
 def test_a_record_that_keeps_failing_goes_to_the_dlq_and_its_batch_mates_land(mapping, control, moto_url):

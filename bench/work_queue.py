@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""The customer case (26 CreateRoute events at once, one main table, 4 custom tables) two
+ways, side by side in one run, with the deploy binary:
+
+  async   Lambda's asynchronous invocation, one event per invocation, 2 processes
+          (tests/lambda_harness.py LambdaService: the deployment before the work queue);
+  queue   the work queue's event source mapping, batches of up to 100 within 1 s, 2
+          processes, the batch's route events coalesced per main table (EventSourceMapping).
+
+Both behind the fault proxy's EC2 buckets (writes 50 burst + 5/s, reads 100 + 20/s) and
+strict routes. Printed per run: wall time from the first event to the last route in moto,
+its ratio to the bucket's floor ((104 - 50) / 5 = 10.8 s), DescribeRouteTables, route
+write attempts and throttled ones (the proxy's counts), SNS notices, and the function
+processes' CPU from the scheduler (/proc/PID/task/*/schedstat, nanoseconds).
+
+    .venv/bin/python bench/work_queue.py --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import lambda_harness as h  # noqa: E402
+
+EC2_BUCKETS = {"mutate": {"capacity": 50, "refill_per_sec": 5}, "read": {"capacity": 100, "refill_per_sec": 20}}
+WRITES = ("CreateRoute", "ReplaceRoute")
+ROUTES, TABLES = 26, 4
+FLOOR_S = (ROUTES * TABLES - 50) / 5
+BATCH_SIZE = 100
+
+
+def cpu_ns(pid: int) -> int:
+    """CPU time the scheduler counted for every thread of `pid`, in nanoseconds."""
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(stat.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def processes_cpu_ns(processes) -> int:
+    return sum(cpu_ns(p.pid) for p in processes if p is not None and p.alive())
+
+
+def all_landed(moto_url: str, ids: dict, routes) -> bool:
+    now = h.routes_by_table(moto_url, ids["vpc"])
+    return all(now[t].get(cidr) == eni for t in ids["customs"] for cidr, eni in routes)
+
+
+def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str) -> dict:
+    ids = h.build_vpc(moto_url, custom_tables=TABLES, enis=1)
+    routes = h.write_main_routes(moto_url, ids, h.route_cidrs(ROUTES))
+    env = {"SNS_TOPIC_ARN": topic}
+    if way == "async":
+        service = h.LambdaService(proxy_url, binary=binary, env=env, concurrency=2, timeout_s=60.0)
+    else:
+        q = h.create_work_queue(moto_url, visibility_timeout_s=360)
+        service = h.EventSourceMapping(proxy_url, q.url, binary=binary, env=env, max_concurrency=2,
+                                       batch_size=BATCH_SIZE, batching_window_s=1.0, deadline_s=60.0)
+    try:
+        # Warm both processes with a no-op each, so that start-up is not measured.
+        warm = h.build_vpc(moto_url, custom_tables=1, enis=1)
+        [(wc, we)] = h.write_main_routes(moto_url, warm, ["10.250.0.0/16"])
+        for _ in range(2):
+            service.submit(h.cloudtrail_event(warm["main"], wc, we))
+        service.wait_idle(60)
+        time.sleep(1.5)
+        cpu_before = processes_cpu_ns(service.processes)
+        control.reset()
+        control.config(buckets=EC2_BUCKETS, strict_routes=True)
+        t0 = time.perf_counter()
+        for cidr, eni in routes:
+            service.submit(h.cloudtrail_event(ids["main"], cidr, eni))
+        landed_at = None
+        while time.perf_counter() - t0 < 180:
+            if all_landed(moto_url, ids, routes):
+                landed_at = time.perf_counter() - t0
+                break
+            time.sleep(0.05)
+        service.wait_idle(120)
+        cpu = processes_cpu_ns(service.processes) - cpu_before
+        c = control.calls()
+        counts, throttled = c["counts"], c["throttled_counts"]
+        return {
+            "wall": landed_at, "reads": counts.get("DescribeRouteTables", 0),
+            "writes": sum(counts.get(a, 0) for a in WRITES),
+            "throttled": sum(throttled.get(a, 0) for a in WRITES),
+            "notices": counts.get("Publish", 0), "cpu_ms": cpu / 1e6,
+        }
+    finally:
+        service.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                    help="the event source mapping's BatchSize (the CDK app's: 100)")
+    args = ap.parse_args()
+    globals()["BATCH_SIZE"] = args.batch_size
+    binary = h.function_binary()
+    msg = h.missing_binary_message(binary)
+    if msg:
+        print(msg, file=sys.stderr)
+        return 2
+    moto, moto_url = h.start_moto()
+    proxy, proxy_url = h.start_fault_proxy(moto_url)
+    try:
+        control = h.Control(proxy_url)
+        topic = h.create_topic(moto_url)
+        results = {"async": [], "queue": []}
+        for run in range(args.runs):
+            for way in ("async", "queue"):  # interleaved, so that both see the same machine
+                r = one_run(way, moto_url, proxy_url, control, binary, topic)
+                results[way].append(r)
+                wall = f"{r['wall']:.2f} s ({r['wall'] / FLOOR_S:.2f}x)" if r["wall"] else "not all landed"
+                print(f"run {run + 1} {way:5}: wall {wall}, reads {r['reads']}, write attempts {r['writes']} "
+                      f"({r['throttled']} throttled), notices {r['notices']}, CPU {r['cpu_ms']:.1f} ms", flush=True)
+        print("\n| measure | async (one event per invocation) | queue (batches, coalesced) |")
+        print("|---|---|---|")
+        for key, label, fmt in [("wall", "wall, first event to last route", "{:.2f} s"),
+                                ("reads", "DescribeRouteTables", "{:.0f}"),
+                                ("writes", "route write attempts", "{:.0f}"),
+                                ("throttled", "… throttled", "{:.0f}"),
+                                ("notices", "SNS notices", "{:.0f}"),
+                                ("cpu_ms", "function CPU, both processes", "{:.1f} ms")]:
+            cells = []
+            for way in ("async", "queue"):
+                values = [r[key] for r in results[way] if r[key] is not None]
+                if not values:
+                    cells.append("—")
+                    continue
+                med = statistics.median(values)
+                cells.append(f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})")
+            print(f"| {label} | {cells[0]} | {cells[1]} |")
+        print(f"\nfloor of the write bucket: {FLOOR_S:.1f} s; {args.runs} runs each, interleaved")
+    finally:
+        h.stop_process(proxy)
+        h.stop_process(moto)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
