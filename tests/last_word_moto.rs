@@ -338,3 +338,60 @@ async fn gateway_endpoint_routes_are_never_copied_and_gwlb_routes_are() {
     handle(&default, &reconcile).await;
     assert_eq!(proxy.count("DescribeVpcEndpoints"), 0);
 }
+
+/// Terraform destroys a whole VPC during a sweep (the fault proxy deletes its tables and the
+/// VPC just before the sweep's first write there): that VPC's pairs are skipped as
+/// `table-deleted`, the other VPC is synced, and the sweep succeeds with no FAILED notice.
+#[tokio::test]
+async fn a_vpc_deleted_during_a_sweep_fails_nothing() {
+    let ec2 = moto_ec2().await;
+    let doomed = Vpc::build_with(&ec2, 2).await;
+    let kept = Vpc::build_with(&ec2, 2).await;
+    let topic = sns_topic().await;
+    put_route(&ec2, &doomed.main, DEST, &doomed.enis[0]).await;
+    put_route(&ec2, &kept.main, DEST, &kept.enis[0]).await;
+    let proxy = Proxy::start();
+    proxy.configure(json!({
+        "strict_routes": true,
+        "delete_before_write": [{"vpc_id": doomed.id}],
+    }));
+    let scope = format!("{},{}", doomed.id, kept.id);
+    let syncer = syncer_with_env(
+        &proxy,
+        &[
+            ("SNS_TOPIC_ARN", topic.as_str()),
+            ("SYNC_VPC_IDS", scope.as_str()),
+        ],
+    )
+    .await;
+    let sweep =
+        std::fs::read_to_string(common::repo().join("events/scheduled-sweep.json")).unwrap();
+    let report = handle(&syncer, &sweep).await;
+    assert!(!report.is_failure(), "{report:#?}");
+    assert_eq!(report.counts.failed, 0);
+    let of = |vpc: &Vpc| {
+        report
+            .tables
+            .iter()
+            .filter(|t| t.vpc_id == vpc.id)
+            .map(|t| (t.action, t.code.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        of(&doomed)
+            .iter()
+            .all(|(a, c)| *a == TableActionTaken::Skipped && c.as_deref() == Some("table-deleted")),
+        "{report:#?}"
+    );
+    assert_eq!(of(&kept), vec![(TableActionTaken::Created, None); 2]);
+    assert_eq!(
+        custom_targets(&ec2, &kept, DEST).await,
+        vec![Some(kept.enis[0].clone()); 2]
+    );
+    assert_eq!(proxy.calls()["deleted_vpcs"], json!([doomed.id]));
+    let subjects = published(&proxy);
+    assert!(
+        subjects.iter().all(|s| !s.contains("FAILED")),
+        "{subjects:?}"
+    );
+}
