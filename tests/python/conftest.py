@@ -28,6 +28,17 @@ for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
 
 
 @pytest.fixture(scope="session")
+def sync_routes_bin() -> Path:
+    """The function binary under test (SYNC_ROUTES_BIN, else the deploy binary); a missing
+    one fails the test that needs it, never skips it."""
+    path = h.function_binary()
+    msg = h.missing_binary_message(path)
+    if msg:
+        pytest.fail(msg, pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
 def moto_url():
     try:
         proc, url = h.start_moto()

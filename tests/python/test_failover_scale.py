@@ -41,15 +41,6 @@ def lambda_service(sync_routes_bin, proxy_url, tmp_path):
         service.close()
 
 
-@pytest.fixture(scope="session")
-def sync_routes_bin():
-    path = h.function_binary()
-    msg = h.missing_binary_message(path)
-    if msg:
-        pytest.fail(msg, pytrace=False)
-    return path
-
-
 def synced(moto_url: str, ids: dict, routes: list[tuple[str, str]]) -> int:
     """How many (route, custom table) pairs are right in moto."""
     tables = h.routes_by_table(moto_url, ids["vpc"])

@@ -32,15 +32,6 @@ ESM_ACTIONS = {"sqs:receivemessage", "sqs:deletemessage", "sqs:changemessagevisi
                "sqs:getqueueattributes", "sqs:getqueueurl"}
 
 
-@pytest.fixture(scope="session")
-def sync_routes_bin() -> Path:
-    path = h.function_binary()
-    msg = h.missing_binary_message(path)
-    if msg:
-        pytest.fail(msg, pytrace=False)
-    return path
-
-
 @pytest.fixture(autouse=True)
 def observe_calls(control):
     """After each test, adds the (service, action) pairs the proxy saw to OBSERVED."""

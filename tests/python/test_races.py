@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 
@@ -44,15 +43,6 @@ FUNCTION_ENV = {
     "AWS_LAMBDA_FUNCTION_NAME": "",
     "SYNC_QUEUE_URL": None,
 }
-
-
-@pytest.fixture(scope="session")
-def sync_routes_bin() -> Path:
-    path = h.function_binary()
-    msg = h.missing_binary_message(path)
-    if msg:
-        pytest.fail(msg, pytrace=False)
-    return path
 
 
 @pytest.fixture

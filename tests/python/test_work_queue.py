@@ -33,15 +33,6 @@ EC2_BUCKETS = {"mutate": {"capacity": 50, "refill_per_sec": 5}, "read": {"capaci
 WRITES = ("CreateRoute", "ReplaceRoute")
 
 
-@pytest.fixture(scope="session")
-def sync_routes_bin():
-    path = h.function_binary()
-    msg = h.missing_binary_message(path)
-    if msg:
-        pytest.fail(msg, pytrace=False)
-    return path
-
-
 @pytest.fixture
 def mapping(sync_routes_bin, proxy_url, moto_url, tmp_path):
     """Starts an EventSourceMapping on a fresh work queue (and DLQ) in moto; closes it after."""
