@@ -313,6 +313,23 @@ async fn a_vpc_deleted_during_a_sweep_fails_nothing() {
         .all(|t| t.code.as_deref() == Some("table-deleted")));
 }
 
+/// A flapping health check: the first write of each pass of `TABLES` writes flips the main
+/// table to the other appliance, so every check after writing finds work again.
+fn flap_at_each_pass(ec2: &MemoryEc2) {
+    let mut writes = 0;
+    *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, _| {
+        writes += 1;
+        if writes % TABLES == 1 {
+            let flip = if (writes / TABLES).is_multiple_of(2) {
+                "eni-A"
+            } else {
+                "eni-B"
+            };
+            point_main_at(tables, flip);
+        }
+    }));
+}
+
 /// A VPC whose main table keeps changing while it is synced (a flapping health check): the
 /// check after writing stops after 3 reads, and the last check goes on in a continuation.
 /// Where none can be made, the request is not `synced` but failed, so that it is run again.
@@ -321,19 +338,7 @@ async fn a_vpc_that_keeps_changing_is_checked_again_elsewhere_or_fails() {
     for with_hand_off in [true, false] {
         let ec2 = MemoryEc2::new(synced_vpc("eni-A"));
         ec2.change(|tables| point_main_at(tables, "eni-B"));
-        // The first write of each pass of 20 flips the main table to the other appliance.
-        let mut writes = 0;
-        *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, _| {
-            writes += 1;
-            if writes % TABLES == 1 {
-                let flip = if (writes / TABLES).is_multiple_of(2) {
-                    "eni-A"
-                } else {
-                    "eni-B"
-                };
-                point_main_at(tables, flip);
-            }
-        }));
+        flap_at_each_pass(&ec2);
         let hand_off = Arc::new(MemoryHandOff::default());
         let mut syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
         if with_hand_off {
@@ -359,4 +364,23 @@ async fn a_vpc_that_keeps_changing_is_checked_again_elsewhere_or_fails() {
             assert!(handed.is_empty());
         }
     }
+}
+
+/// The notice of a request that made its changes but could not finish checking them says
+/// it failed (it is retried), not that it synced.
+#[tokio::test]
+async fn the_notice_of_an_unfinished_check_says_failed() {
+    let ec2 = MemoryEc2::new(synced_vpc("eni-A"));
+    ec2.change(|tables| point_main_at(tables, "eni-B"));
+    flap_at_each_pass(&ec2);
+    let notices = MemoryNotifier::default();
+    let syncer = Syncer::new(&ec2, Some(&notices), SyncSettings::default());
+    let report = syncer.run(&replace_event("eni-B"), later(10)).await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    let sent = notices.sent.lock().unwrap();
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].subject.contains("FAILED"), "{}", sent[0].subject);
+    assert!(sent[0]
+        .attributes
+        .contains(&("status", "failed".to_owned())));
 }

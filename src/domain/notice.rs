@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::domain::report::Report;
+use crate::domain::report::{Outcome, Report};
 use crate::domain::request::{RequestSource, SyncRequest};
 
 /// SNS subjects must be ASCII, one line, under 100 characters.
@@ -25,7 +25,14 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
     if changed == 0 && failed == 0 {
         return None;
     }
-    let status = if failed > 0 { "failed" } else { "synced" };
+    // Failed with no table failed: the tables were still changing at the last check, or an
+    // event could not be handed on; the request is retried, and the notice says it failed.
+    let unfinished = failed == 0 && report.outcome == Outcome::Failed;
+    let status = if failed > 0 || unfinished {
+        "failed"
+    } else {
+        "synced"
+    };
     let vpc = report.vpc_id.as_deref().unwrap_or("several VPCs");
     // A single-destination request names its route; a reconcile lists one per line.
     let route = report.destination.as_deref().map(|destination| {
@@ -35,6 +42,9 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
         )
     });
     let subject = match (&route, failed > 0) {
+        _ if unfinished => format!(
+            "sync-routes FAILED in {vpc}: {changed} route changes made, not finished (retried)"
+        ),
         (Some(route), true) => {
             format!("sync-routes FAILED in {vpc}: {route} ({failed} tables failed)")
         }
