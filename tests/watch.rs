@@ -44,6 +44,15 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success());
 }
 
+/// All that a finished child wrote to one of its pipes.
+fn read_all(pipe: Option<impl Read>) -> String {
+    let mut text = String::new();
+    pipe.expect("a piped stream")
+        .read_to_string(&mut text)
+        .expect("read the child's output");
+    text
+}
+
 /// Waits for the process to exit, up to `limit`; its code and how long it took.
 fn wait_exit(child: &mut Child, limit: Duration) -> (Option<i32>, Duration) {
     let started = Instant::now();
@@ -139,20 +148,8 @@ async fn custom_tables_follow_within_the_interval_and_sigint_ends_it_cleanly() {
 
     signal(&child, "INT");
     let (code, took) = wait_exit(&mut child, Duration::from_secs(5));
-    let mut stderr = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let stderr = read_all(child.stderr.take());
+    let stdout = read_all(child.stdout.take());
     assert_eq!(code, Some(0), "{stderr}");
     assert!(took < Duration::from_secs(2), "stopped in {took:?}");
     assert!(stderr.contains("\"decision\":\"read-failed\""), "{stderr}");
@@ -201,13 +198,7 @@ async fn a_throttled_failover_goes_on_pass_after_pass_without_a_failed_notice() 
     tokio::time::sleep(Duration::from_millis(1500)).await;
     signal(&child, "INT");
     let (code, _) = wait_exit(&mut child, Duration::from_secs(15));
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let stdout = read_all(child.stdout.take());
     assert!(landed, "every route of the first failover landed\n{stdout}");
     assert_eq!(code, Some(0));
     let subjects: Vec<String> = proxy
@@ -249,13 +240,7 @@ async fn a_dry_run_writes_nothing_and_sigterm_ends_it() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     signal(&child, "TERM");
     let (code, _) = wait_exit(&mut child, Duration::from_secs(5));
-    let mut stdout = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut stdout)
-        .unwrap();
+    let stdout = read_all(child.stdout.take());
     assert_eq!(code, Some(0));
     assert!(
         stdout.contains("dry-run: dry run, reconcile of"),
