@@ -483,7 +483,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 let (vpc, tables) = self
                     .main_table_vpc_tables(table_id, vpc_id.as_ref(), deadline, report)
                     .await?;
-                let (tables, waiting) = self
+                let (tables, waiting, _) = self
                     .settle_routes(&vpc, table_id, routes, tables, deadline, report)
                     .await?;
                 let waiting_destinations: BTreeSet<&Destination> =
@@ -707,63 +707,44 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         destination: &Destination,
         expected: &MainRoute,
         request: &SyncRequest,
-        mut tables: Vec<RouteTable>,
+        tables: Vec<RouteTable>,
         deadline: Instant,
         report: &mut Report,
     ) -> Result<Vec<RouteTable>, Stop> {
-        let RequestSource::CloudTrail {
-            event_time: Some(event_time),
-            event_name,
-            ..
-        } = &request.source
-        else {
-            return Ok(tables);
+        let route = NamedRoute {
+            destination: destination.clone(),
+            expected: Some(expected.clone()),
+            source: request.source.clone(),
         };
-        let key = (table_id.to_owned(), destination.clone());
-        let mut pause = self.settings.consistency_pause;
-        let mut retries = 0;
-        loop {
-            let shown = plan::main_target(&tables, destination);
-            let agrees = match expected {
-                MainRoute::To(target) => shown == Some(target),
-                MainRoute::Gone => shown.is_none(),
-            };
-            if agrees {
-                self.confirm(key, *event_time);
-                return Ok(tables);
-            }
-            let age = SystemTime::now()
-                .duration_since(*event_time)
-                .unwrap_or_default();
-            if age > self.settings.fresh_event {
-                return Ok(tables);
-            }
-            if self.confirmed_after(&key, *event_time) {
-                tracing::info!(decision = "newer-change", table = %table_id, destination = %destination, "the read shows a change newer than the event");
-                return Ok(tables);
-            }
-            let shown = shown.map_or_else(|| "no route".to_owned(), |t| t.to_string());
-            if retries >= self.settings.consistency_retries || Instant::now() + pause >= deadline {
-                let wanted = match expected {
-                    MainRoute::To(target) => format!("{destination} -> {target}"),
-                    MainRoute::Gone => format!("{destination} deleted"),
-                };
-                return Err(Stop::Waiting(format!(
-                    "{event_name} of {wanted} in {table_id}: EC2's reads do not show it yet (the main table reads {shown} after {retries} reads again); nothing was decided from that read"
-                )));
-            }
-            tracing::info!(decision = "read-again", table = %table_id, destination = %destination, shown = %shown, pause_ms = pause.as_millis() as u64, "the main table does not show the event's change yet");
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            retries += 1;
-            tables = self.read_vpc(vpc, deadline, report).await?;
+        let (tables, waiting, retries) = self
+            .settle_routes(
+                vpc,
+                table_id,
+                std::slice::from_ref(&route),
+                tables,
+                deadline,
+                report,
+            )
+            .await?;
+        if waiting.is_empty() {
+            return Ok(tables);
         }
+        let shown = plan::main_target(&tables, destination)
+            .map_or_else(|| "no route".to_owned(), ToString::to_string);
+        let wanted = match expected {
+            MainRoute::To(target) => format!("{destination} -> {target}"),
+            MainRoute::Gone => format!("{destination} deleted"),
+        };
+        let event_name = request.source.name();
+        Err(Stop::Waiting(format!(
+            "{event_name} of {wanted} in {table_id}: EC2's reads do not show it yet (the main table reads {shown} after {retries} reads again); nothing was decided from that read"
+        )))
     }
 
-    /// As `settle_read`, for the routes of a coalesced batch against one read: reads again
-    /// (1, 2, 4 s) while a fresh event among them is contradicted by the read, and returns
-    /// the tables with the routes whose events are still contradicted, which are never
-    /// decided from that read (they are handed on alone).
+    /// Reads again (1, 2, 4 s) while a fresh event among `routes` is contradicted by the read,
+    /// and returns the tables, the routes whose events are still contradicted (never decided
+    /// from that read: a single event waits, a batch's go on alone) and how many times it read
+    /// again.
     async fn settle_routes(
         &self,
         vpc: &str,
@@ -772,7 +753,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         mut tables: Vec<RouteTable>,
         deadline: Instant,
         report: &mut Report,
-    ) -> Result<(Vec<RouteTable>, Vec<NamedRoute>), Stop> {
+    ) -> Result<(Vec<RouteTable>, Vec<NamedRoute>, u32), Stop> {
         let mut pause = self.settings.consistency_pause;
         let mut retries = 0;
         loop {
@@ -795,7 +776,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 for route in contradicted.iter() {
                     tracing::info!(decision = "waiting-for-ec2", table = %table_id, destination = %route.destination, "EC2's reads do not show this event yet; it goes on alone");
                 }
-                return Ok((tables, contradicted));
+                return Ok((tables, contradicted, retries));
             }
             tracing::info!(decision = "read-again", table = %table_id, routes = contradicted.len(), pause_ms = pause.as_millis() as u64, "the main table does not show every event's change yet");
             tokio::time::sleep(pause).await;
@@ -846,7 +827,14 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             .duration_since(*event_time)
             .unwrap_or_default();
         let key = (table_id.to_owned(), route.destination.clone());
-        age <= self.settings.fresh_event && !self.confirmed_after(&key, *event_time)
+        if age > self.settings.fresh_event {
+            return false;
+        }
+        if self.confirmed_after(&key, *event_time) {
+            tracing::info!(decision = "newer-change", table = %table_id, destination = %route.destination, "the read shows a change newer than the event");
+            return false;
+        }
+        true
     }
 
     fn confirm(&self, key: (String, Destination), event_time: SystemTime) {
