@@ -29,34 +29,16 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         report.outcome = Outcome::WaitingForEc2;
         report.reason = Some("waiting-for-ec2".into());
         report.message = message;
-        let RequestSource::CloudTrail { waits, .. } = &request.source else {
+        if !matches!(request.source, RequestSource::CloudTrail { .. }) {
             return report;
-        };
-        let next = waited_once_more(request);
-        match &self.hand_off {
-            None => report.message.push_str("; run it again in a few seconds"),
-            Some(_) if *waits >= MAX_HAND_OFFS => {
-                report.outcome = Outcome::Failed;
-                report.error = Some(format!(
-                    "EC2's reads still contradict the event after {MAX_HAND_OFFS} hand-offs"
-                ));
-            }
-            Some(hand_off) => match hand_off.hand_off(&next, wait_delay(*waits)).await {
-                Ok(()) => {
-                    report.calls.hand_offs += 1;
-                    report.message.push_str("; handed on to be tried again");
-                    tracing::info!(
-                        decision = "hand-off",
-                        reason = "waiting-for-ec2",
-                        waits = waits + 1
-                    );
-                }
-                // Failing the invocation makes Lambda retry the event itself.
-                Err(error) => {
-                    report.outcome = Outcome::Failed;
-                    report.error = Some(format!("the hand-off failed: {error}"));
-                }
-            },
+        }
+        if self.hand_off.is_none() {
+            report.message.push_str("; run it again in a few seconds");
+        } else if self.hand_on_waiting(request, &mut report).await {
+            report.message.push_str("; handed on to be tried again");
+        } else {
+            // Failing the invocation makes Lambda retry the event itself.
+            report.outcome = Outcome::Failed;
         }
         tracing::info!(decision = "waiting-for-ec2", summary = %report.message);
         report
