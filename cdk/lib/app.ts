@@ -1,4 +1,6 @@
 import { App } from 'aws-cdk-lib';
+import { MEMBER_STACK_NAME, SyncRoutesMemberStack } from './member-stack';
+import { ORGANIZATION_ID_PATTERN } from './organization';
 import { SyncRoutesStack } from './sync-routes-stack';
 
 /**
@@ -8,8 +10,25 @@ import { SyncRoutesStack } from './sync-routes-stack';
  * Without `regions`, one stack named `SyncRoutes` (template `cdk.out/SyncRoutes.template.json`),
  * environment-agnostic: synth needs no credentials and `cdk deploy` targets the account and
  * region of the current AWS profile.
+ *
+ * With `-c organizationId=o-...` the app also holds the member template `SyncRoutesMember`
+ * (`cdk.out/SyncRoutesMember.template.json`), which a StackSet deploys into the organization's
+ * accounts; it is never deployed with the hub, so `cdk deploy` then needs the hub's stack
+ * name. Returns the hub stacks; the member stack is `app.node.tryFindChild(MEMBER_STACK_NAME)`.
  */
 export function addStacks(app: App): SyncRoutesStack[] {
+  const hubs = addHubStacks(app);
+  const organizationId = app.node.tryGetContext('organizationId');
+  if (organizationId !== undefined && organizationId !== '') {
+    if (!ORGANIZATION_ID_PATTERN.test(String(organizationId))) {
+      throw new Error(`organizationId: '${organizationId}' is not an AWS Organizations ID (o-exampleorg1)`);
+    }
+    new SyncRoutesMemberStack(app, MEMBER_STACK_NAME, { stackName: MEMBER_STACK_NAME });
+  }
+  return hubs;
+}
+
+function addHubStacks(app: App): SyncRoutesStack[] {
   const regions = String(app.node.tryGetContext('regions') ?? '')
     .split(',')
     .map((r) => r.trim())
