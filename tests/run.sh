@@ -4,9 +4,11 @@
 #   1. Rust: cargo fmt --check, clippy -D warnings, cargo test (unit tests, and the
 #      handler against moto behind the EC2-faithful fault proxy);
 #   2. the deploy build: cargo lambda build --release (the binary Lambda runs);
-#   3. CDK: type check, jest with cdk-nag, cdk synth with that binary, cfn-lint;
-#   4. Python: the fault proxy's own tests, the EventBridge pattern against moto's
-#      matcher, and the deploy binary end to end under a mock Lambda Runtime API.
+#   3. CDK: type check, jest with cdk-nag, cdk synth with that binary (also as an
+#      organization's hub and member template), cfn-lint;
+#   4. Python: the fault proxy's own tests, the EventBridge patterns (the hub's and the
+#      member's) against moto's matcher, and the deploy binary end to end under a mock
+#      Lambda Runtime API.
 # Any failure stops the run with a non-zero exit.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -40,8 +42,12 @@ step "CDK: type check, jest and cdk-nag, synth, cfn-lint"
   # The same app with deletes on, for the EventBridge pattern test (DeleteRoute matches).
   npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")" -o cdk.out.deletes \
     -c propagateDeletes=true -c destinations=10.0.0.0/8
+  # An organization: the hub and the member template a StackSet deploys (and the member
+  # pattern test reads).
+  npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")" -o cdk.out.org -c organizationId=o-exampleorg1
 )
 cfn-lint cdk/cdk.out/SyncRoutes.template.json
+cfn-lint cdk/cdk.out.org/SyncRoutes.template.json cdk/cdk.out.org/SyncRoutesMember.template.json
 
 step "Python: fault proxy, event pattern, Lambda end to end"
 SYNC_ROUTES_BIN="$bootstrap" pytest -q -p no:cacheprovider tests/python
