@@ -18,7 +18,10 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  * - `vpcIds`: comma-separated VPC IDs the function may write routes in
  * - `syncTargetKinds`: comma-separated route target kinds to copy
  * - `destinations`: comma-separated CIDRs and pl- IDs in scope (`SYNC_DESTINATIONS`)
- * - `propagateDeletes`: `true` to copy deletions (needs `destinations`)
+ * - `propagateDeletes`: `true` to copy deletions (needs `destinations`); adds the ledger table
+ *   of the function's own routes (`LedgerTableName` output)
+ * - `maxDeletes`: with `propagateDeletes`, the most routes one request deletes (default 10); a
+ *   plan with more deletes none and reports `delete-budget-exceeded`
  * - `sweep`: `off` for no scheduled sweep; `sweepSchedule`: an EventBridge schedule
  *   expression such as `rate(5 minutes)` (default every 15 minutes)
  * - `maxConcurrency`: most invocations the work queue runs at once, 2 to 1000 (default 2);
@@ -77,6 +80,7 @@ export class SyncRoutesStack extends Stack {
       syncTargetKinds: parseList(this.node.tryGetContext('syncTargetKinds')) as SyncTargetKind[] | undefined,
       destinations: parseList(this.node.tryGetContext('destinations')),
       propagateDeletes: parseBoolean(this.node.tryGetContext('propagateDeletes'), 'propagateDeletes'),
+      maxDeletes: parseNumber(this.node.tryGetContext('maxDeletes'), 'maxDeletes'),
       sweepSchedule: parseSweep(this.node.tryGetContext('sweep'), this.node.tryGetContext('sweepSchedule')),
       maxConcurrency: parseNumber(this.node.tryGetContext('maxConcurrency'), 'maxConcurrency'),
       batchingWindow: seconds(parseNumber(this.node.tryGetContext('batchingWindow'), 'batchingWindow')),
@@ -113,6 +117,13 @@ export class SyncRoutesStack extends Stack {
       value: this.syncRoutes.dashboard.dashboardName,
       description: 'CloudWatch dashboard: lag, routes written, failures, throttles, invocations, work queue, failure queues',
     });
+    const { ledger } = this.syncRoutes;
+    if (ledger) {
+      new CfnOutput(this, 'LedgerTableName', {
+        value: ledger.tableName,
+        description: 'DynamoDB table of the routes sync-routes wrote, the only ones it deletes (kept on cdk destroy)',
+      });
+    }
     const { api, apiKey } = this.syncRoutes;
     if (api && apiKey) {
       new CfnOutput(this, 'ApiUrl', {

@@ -2,6 +2,7 @@ import { Annotations, ArnFormat, Aws, CfnCondition, CfnElement, CfnResource, Dur
 import * as cloudtrail from 'aws-cdk-lib/aws-cloudtrail';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as cwActions from 'aws-cdk-lib/aws-cloudwatch-actions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as events from 'aws-cdk-lib/aws-events';
 import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
@@ -39,6 +40,9 @@ export const TRIGGER_EVENT_NAMES = ['CreateRoute', 'ReplaceRoute', 'CreateRouteT
 
 /** Namespace of the metrics the function writes in embedded metric format (dimension `FunctionName`). */
 export const METRICS_NAMESPACE = 'SyncRoutes';
+
+/** What `SYNC_MAX_DELETES` accepts: the function refuses to start with anything else. */
+const MAX_DELETES_RANGE = { min: 1, max: 100_000 };
 
 /** Options of {@link SyncRoutes}. Every one has a default: `new SyncRoutes(this, 'SyncRoutes')` is a full deployment. */
 export interface SyncRoutesProps {
@@ -155,6 +159,17 @@ export interface SyncRoutesProps {
    * @default false
    */
   readonly propagateDeletes?: boolean;
+
+  /**
+   * With `propagateDeletes`, the most routes one request deletes (`SYNC_MAX_DELETES`, 1 to
+   * 100000). A plan with more deletes than that deletes none of them and reports
+   * `delete-budget-exceeded`: a mistaken main-table move or an emptied main table would
+   * otherwise strip every custom table of the VPC at once. A person who means it runs
+   * `{"reconcile": true, "vpc-id": "vpc-...", "max-deletes": N}`.
+   *
+   * @default 10
+   */
+  readonly maxDeletes?: number;
 
   /**
    * When the sweep reconciles every VPC in scope, repairing whatever a lost event left
@@ -283,6 +298,11 @@ export class SyncRoutes extends Construct {
   public readonly api?: apigateway.RestApi;
   /** The HTTP API's key, with `httpEndpoint`. */
   public readonly apiKey?: apigateway.IApiKey;
+  /**
+   * With `propagateDeletes`: the routes the function wrote itself (partition key
+   * `RouteTableId`, sort key `Destination`), so that it deletes only those.
+   */
+  public readonly ledger?: dynamodb.Table;
 
   constructor(scope: Construct, id: string, props: SyncRoutesProps = {}) {
     super(scope, id);
@@ -369,6 +389,9 @@ export class SyncRoutes extends Construct {
         resources: [this.workQueue.queueArn],
       }),
     );
+    if (propagateDeletes) {
+      this.ledger = this.createLedger();
+    }
 
     const environment: Record<string, string> = {
       SNS_TOPIC_ARN: this.topic.topicArn,
@@ -385,8 +408,10 @@ export class SyncRoutes extends Construct {
     if (props.destinations?.length) {
       environment.SYNC_DESTINATIONS = props.destinations.join(',');
     }
-    if (propagateDeletes) {
+    if (propagateDeletes && this.ledger) {
       environment.SYNC_PROPAGATE_DELETES = 'true';
+      environment.SYNC_LEDGER_TABLE = this.ledger.tableName;
+      environment.SYNC_MAX_DELETES = String(props.maxDeletes ?? 10);
     }
     this.function = new lambda.Function(this, 'Function', {
       description: 'Copies routes written to a VPC main route table to its custom route tables',
@@ -594,6 +619,34 @@ export class SyncRoutes extends Construct {
   }
 
   /**
+   * The ledger: one item per route the function wrote (`RouteTableId`, `Destination`), which
+   * it checks before it deletes a route, so that it deletes only its own.
+   */
+  private createLedger(): dynamodb.Table {
+    const ledger = new dynamodb.Table(this, 'Ledger', {
+      partitionKey: { name: 'RouteTableId', type: dynamodb.AttributeType.STRING },
+      sortKey: { name: 'Destination', type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Kept on `cdk destroy` and on replacement: it is the only record of which routes
+      // sync-routes owns. Lost, every route the function wrote would look like someone
+      // else's, and a deletion in the main table would never reach the custom tables again.
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'RecordOwnRoutes',
+        // The function's only two calls: BatchWriteItem records the routes it writes and
+        // forgets those it deletes, BatchGetItem checks that a route to delete is its own.
+        // No Query or Scan, and no index.
+        actions: ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
+        resources: [ledger.tableArn],
+      }),
+    );
+    return ledger;
+  }
+
+  /**
    * The work queue as a rule's target: the message body is the whole event. Retries cover a
    * throttled or failed SendMessage; what is left goes to the rule dead-letter queue. The
    * target adds a queue policy statement for events.amazonaws.com with aws:SourceArn of
@@ -671,7 +724,7 @@ export class SyncRoutes extends Construct {
         width: 12,
       }),
     );
-    dashboard.addWidgets(
+    const lastRow: cloudwatch.IWidget[] = [
       new cloudwatch.GraphWidget({
         title: 'Events kept in the failure queues',
         left: [
@@ -687,7 +740,20 @@ export class SyncRoutes extends Construct {
         ],
         width: 12,
       }),
-    );
+    ];
+    if (this.ledger) {
+      lastRow.push(
+        new cloudwatch.GraphWidget({
+          title: 'Deletes refused by the budget, ledger write failures',
+          left: [
+            this.metric('DeleteBudgetExceeded', cloudwatch.Stats.SUM).with({ label: 'plans over the delete budget' }),
+            this.metric('LedgerWriteFailures', cloudwatch.Stats.SUM).with({ label: 'ledger write failures' }),
+          ],
+          width: 12,
+        }),
+      );
+    }
+    dashboard.addWidgets(...lastRow);
     return dashboard;
   }
 
@@ -964,6 +1030,16 @@ function validateProps(props: SyncRoutesProps): void {
   for (const [name, value] of [['httpBurstLimit', props.httpBurstLimit], ['httpRateLimit', props.httpRateLimit]] as const) {
     if (value !== undefined && !(value > 0)) {
       throw new Error(`${name} must be a positive number`);
+    }
+  }
+  const maxDeletes = props.maxDeletes;
+  if (maxDeletes !== undefined) {
+    if (!props.propagateDeletes) {
+      throw new Error('maxDeletes needs propagateDeletes: without deletes there is no delete budget');
+    }
+    const { min, max } = MAX_DELETES_RANGE;
+    if (!(Number.isInteger(maxDeletes) && maxDeletes >= min && maxDeletes <= max)) {
+      throw new Error(`maxDeletes must be a whole number from ${min} to ${max} (the most routes one request deletes), not ${maxDeletes}`);
     }
   }
   const retries = props.retryAttempts;

@@ -63,3 +63,10 @@ export function allPolicyStatements(template: Template): Array<{ resource: strin
   }
   return found;
 }
+
+/** The environment variables of the template's one Lambda function. */
+export function functionEnvironment(template: Template): Record<string, unknown> {
+  const functions = Object.values(template.findResources('AWS::Lambda::Function'));
+  expect(functions).toHaveLength(1);
+  return functions[0].Properties.Environment.Variables;
+}

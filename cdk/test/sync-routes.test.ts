@@ -5,7 +5,7 @@ import * as s3 from 'aws-cdk-lib/aws-s3';
 import { SyncRoutes } from '../lib/sync-routes';
 import { SyncRoutesStack } from '../lib/sync-routes-stack';
 import { addStacks } from '../lib/app';
-import { allPolicyStatements, nagCheck, newApp, PLACEHOLDER_ASSET, synthStack } from './helpers';
+import { allPolicyStatements, functionEnvironment, nagCheck, newApp, PLACEHOLDER_ASSET, synthStack } from './helpers';
 
 // Logical IDs are stable (they derive from construct paths), so tests may name them.
 const ROLE = 'SyncRoutesRoleCAC96975';
@@ -19,6 +19,10 @@ const RULE = 'SyncRoutesRule4170BDAE';
 const SWEEP_RULE = 'SyncRoutesSweepRule544DCBD8';
 const WORK_QUEUE = 'SyncRoutesWorkQueueF237AF66';
 const WORK_DLQ = 'SyncRoutesWorkDeadLetterQueueD864687C';
+const LEDGER = 'SyncRoutesLedger5BEA0A6B';
+
+/** Deletes on: they need destinations. */
+const DELETES = { destinations: '10.0.0.0/8', propagateDeletes: 'true' };
 
 /** `arn:${Partition}:ec2:${Region}:${AccountId}:<rest>` as CDK renders it. */
 const ec2Arn = (rest: string) => ({
@@ -594,10 +598,90 @@ describe('work queue: EventBridge -> SQS -> event source mapping', () => {
   });
 });
 
+describe('propagateDeletes: the ledger of the function\'s own routes, and the delete budget', () => {
+  const { template } = synthStack(DELETES);
+
+  test('ledger: on-demand, RouteTableId and Destination, point-in-time recovery, kept on delete and on replacement', () => {
+    template.resourceCountIs('AWS::DynamoDB::Table', 1);
+    const ledger = template.findResources('AWS::DynamoDB::Table')[LEDGER];
+    expect(ledger).toMatchObject({ DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+    expect(ledger.Properties).toEqual(expect.objectContaining({
+      BillingMode: 'PAY_PER_REQUEST',
+      KeySchema: [{ AttributeName: 'RouteTableId', KeyType: 'HASH' }, { AttributeName: 'Destination', KeyType: 'RANGE' }],
+      AttributeDefinitions: [{ AttributeName: 'RouteTableId', AttributeType: 'S' }, { AttributeName: 'Destination', AttributeType: 'S' }],
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+    }));
+    // No index: the function only reads and writes items by key.
+    expect(ledger.Properties.GlobalSecondaryIndexes).toBeUndefined();
+    expect(ledger.Properties.LocalSecondaryIndexes).toBeUndefined();
+  });
+
+  test('role: exactly dynamodb:BatchGetItem and BatchWriteItem, on the ledger table\'s ARN only', () => {
+    const dynamo = allPolicyStatements(template).filter(({ statement }) =>
+      [statement.Action].flat().some((a: string) => a.startsWith('dynamodb:')));
+    expect(dynamo.map(({ statement }) => statement)).toEqual([{
+      Sid: 'RecordOwnRoutes',
+      Effect: 'Allow',
+      Action: ['dynamodb:BatchGetItem', 'dynamodb:BatchWriteItem'],
+      Resource: { 'Fn::GetAtt': [LEDGER, 'Arn'] },
+    }]);
+    expect(dynamo[0].resource).toContain('AWS::IAM::Policy');
+  });
+
+  test('function: the ledger table and a delete budget of 10 by default', () => {
+    expect(functionEnvironment(template)).toEqual(expect.objectContaining({
+      SYNC_PROPAGATE_DELETES: 'true',
+      SYNC_LEDGER_TABLE: { Ref: LEDGER },
+      SYNC_MAX_DELETES: '10',
+    }));
+    template.hasOutput('LedgerTableName', { Value: { Ref: LEDGER } });
+  });
+
+  test('maxDeletes from context sets the budget', () => {
+    expect(functionEnvironment(synthStack({ ...DELETES, maxDeletes: '3' }).template).SYNC_MAX_DELETES).toBe('3');
+    const stack = new Stack(newApp(), 'Construct');
+    new SyncRoutes(stack, 'SyncRoutes', {
+      code: lambda.Code.fromAsset(PLACEHOLDER_ASSET), destinations: ['10.0.0.0/8'], propagateDeletes: true, maxDeletes: 250,
+    });
+    expect(functionEnvironment(Template.fromStack(stack)).SYNC_MAX_DELETES).toBe('250');
+  });
+
+  test('bad maxDeletes values are refused, and maxDeletes needs propagateDeletes', () => {
+    for (const value of ['0', '-1', '2.5', '100001']) {
+      expect(() => synthStack({ ...DELETES, maxDeletes: value })).toThrow(/maxDeletes must be a whole number from 1 to 100000/);
+    }
+    expect(() => synthStack({ ...DELETES, maxDeletes: 'ten' })).toThrow(/maxDeletes must be a number/);
+    expect(() => synthStack({ maxDeletes: '5' })).toThrow(/maxDeletes needs propagateDeletes/);
+  });
+
+  test('dashboard: plans over the delete budget and ledger write failures, summed', () => {
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    for (const name of ['DeleteBudgetExceeded', 'LedgerWriteFailures']) {
+      expect(body).toContain(`[\\"SyncRoutes\\",\\"${name}\\",\\"FunctionName\\",\\"",{"Ref":"${FUNCTION}"},"\\",{\\"label\\"`);
+    }
+    expect(body).toMatch(/LedgerWriteFailures[^\]]*\\"stat\\":\\"Sum\\"/);
+  });
+
+  test('without propagateDeletes: no table, no ledger variables, no DynamoDB permission, no widget', () => {
+    const off = synthStack({ destinations: '10.0.0.0/8' }).template;
+    off.resourceCountIs('AWS::DynamoDB::Table', 0);
+    const env = functionEnvironment(off);
+    for (const name of ['SYNC_LEDGER_TABLE', 'SYNC_MAX_DELETES', 'SYNC_PROPAGATE_DELETES']) {
+      expect(env[name]).toBeUndefined();
+    }
+    const json = JSON.stringify(off.toJSON());
+    expect(json).not.toContain('dynamodb:');
+    expect(json).not.toContain('DeleteBudgetExceeded');
+    expect(off.toJSON().Outputs.LedgerTableName).toBeUndefined();
+  });
+});
+
 describe('cdk-nag AwsSolutions', () => {
   test.each([
     ['defaults', {}],
     ['every option', { alertEmail: 'netops@example.com', createTrail: 'true', vpcIds: 'vpc-0123456789abcdef0', architecture: 'arm64' }],
+    ['deletes on (the ledger)', { ...DELETES, maxDeletes: '20' }],
   ])('%s: no unacknowledged finding', (_name, context) => {
     const app = newApp(context);
     new SyncRoutesStackForNag(app);
