@@ -139,7 +139,8 @@ export class SyncRoutesMemberStack extends Stack {
       ],
     });
     // Not before the role may put events: an event matched earlier would go to the queue.
-    this.forwardingRule.node.addDependency(this.forwardingRole);
+    // (The role itself is implied by the target's RoleArn; its policy is not.)
+    this.forwardingRule.node.addDependency(this.forwardingRole.node.findChild('DefaultPolicy'));
 
     // --- The member role: what the hub function does in this account -----------------------
     // Trusted by the hub function's role only. Not that role's ARN as Principal: IAM checks
