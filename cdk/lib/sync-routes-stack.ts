@@ -32,6 +32,10 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  * - `lagAlarmThreshold`: seconds of p99 EventLag before the lag alarm (default 60)
  * - `httpEndpoint`: `true` for the original tool's HTTP API (`httpBurstLimit`, `httpRateLimit`,
  *   `httpStageName`: its stage, default `v1` as the original's client script calls it)
+ * - `organizationId`: `o-...` to make this stack the organization's hub (the `sync-routes` bus,
+ *   `HubEventBusArn` output, for the member template's rules); with it `memberRoleName`
+ *   (default `sync-routes-member`), `memberExternalId`, `memberAccounts` and `memberRegions`
+ *   (comma-separated: the accounts and regions the sweep covers, default this region)
  * - `architecture`: `x86_64` (default) or `arm64`
  * - `lambdaAsset`: directory holding a prebuilt `bootstrap` (nothing is built then)
  */
@@ -90,6 +94,11 @@ export class SyncRoutesStack extends Stack {
       httpBurstLimit: parseNumber(this.node.tryGetContext('httpBurstLimit'), 'httpBurstLimit'),
       httpRateLimit: parseNumber(this.node.tryGetContext('httpRateLimit'), 'httpRateLimit'),
       httpStageName: parseString(this.node.tryGetContext('httpStageName')),
+      organizationId: parseString(this.node.tryGetContext('organizationId')),
+      memberRoleName: parseString(this.node.tryGetContext('memberRoleName')),
+      memberExternalId: parseString(this.node.tryGetContext('memberExternalId')),
+      memberAccounts: parseList(this.node.tryGetContext('memberAccounts')),
+      memberRegions: parseList(this.node.tryGetContext('memberRegions')),
     });
     Tags.of(this).add('project', 'sync-routes');
 
@@ -117,11 +126,17 @@ export class SyncRoutesStack extends Stack {
       value: this.syncRoutes.dashboard.dashboardName,
       description: 'CloudWatch dashboard: lag, routes written, failures, throttles, invocations, work queue, failure queues',
     });
-    const { ledger } = this.syncRoutes;
+    const { ledger, hubBus } = this.syncRoutes;
     if (ledger) {
       new CfnOutput(this, 'LedgerTableName', {
         value: ledger.tableName,
         description: 'DynamoDB table of the routes sync-routes wrote, the only ones it deletes (kept on cdk destroy)',
+      });
+    }
+    if (hubBus) {
+      new CfnOutput(this, 'HubEventBusArn', {
+        value: hubBus.eventBusArn,
+        description: 'The hub bus: member accounts of the organization forward their route changes to it',
       });
     }
     const { api, apiKey } = this.syncRoutes;

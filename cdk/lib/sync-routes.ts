@@ -17,6 +17,7 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import { Construct } from 'constructs';
 import { syncRoutesCode } from './lambda-code';
+import { DEFAULT_MEMBER_ROLE_NAME, HUB_BUS_NAME, hubRoleName, ORGANIZATION_ID_PATTERN } from './organization';
 
 /** Route target kinds the function knows (`SYNC_TARGET_KINDS`). */
 export const SYNC_TARGET_KINDS = [
@@ -40,6 +41,9 @@ export const TRIGGER_EVENT_NAMES = ['CreateRoute', 'ReplaceRoute', 'CreateRouteT
 
 /** Namespace of the metrics the function writes in embedded metric format (dimension `FunctionName`). */
 export const METRICS_NAMESPACE = 'SyncRoutes';
+
+/** An AWS region name (`eu-west-1`, `us-gov-west-1`). */
+export const REGION_PATTERN = /^[a-z]{2}(-[a-z]+)+-\d$/;
 
 /** What `SYNC_MAX_DELETES` accepts: the function refuses to start with anything else. */
 const MAX_DELETES_RANGE = { min: 1, max: 100_000 };
@@ -260,6 +264,51 @@ export interface SyncRoutesProps {
    * @default 1
    */
   readonly httpRateLimit?: number;
+
+  /**
+   * Make this deployment the hub of an AWS organization (`o-...`, as
+   * `aws organizations describe-organization` prints it). Everything of a single-account
+   * deployment stays; in addition an event bus named `sync-routes` admits the organization's
+   * accounts (the member template's rules forward their route changes to it), a rule on it
+   * sends them to the work queue, and the function's role gets the fixed name
+   * `sync-routes-hub-<region>` and may assume the member role of any account.
+   *
+   * @default - a single-account deployment
+   */
+  readonly organizationId?: string;
+
+  /**
+   * Name of the role the hub assumes in each member account (`SYNC_MEMBER_ROLE_NAME`); the
+   * member template's `MemberRoleName`. Needs `organizationId`.
+   *
+   * @default 'sync-routes-member'
+   */
+  readonly memberRoleName?: string;
+
+  /**
+   * External id the hub passes when it assumes a member role (`SYNC_MEMBER_EXTERNAL_ID`); the
+   * member template's `ExternalId`. Needs `organizationId`.
+   *
+   * @default - none passed
+   */
+  readonly memberExternalId?: string;
+
+  /**
+   * Member accounts the sweep covers (`SYNC_MEMBER_ACCOUNTS`, 12-digit IDs), each in each of
+   * `memberRegions`. Route changes forwarded by any account of the organization are synced
+   * whether listed or not. Needs `organizationId`.
+   *
+   * @default - the sweep covers this account only
+   */
+  readonly memberAccounts?: string[];
+
+  /**
+   * Regions of the member accounts the sweep covers (`SYNC_MEMBER_REGIONS`). Needs
+   * `organizationId`.
+   *
+   * @default - the function's own region
+   */
+  readonly memberRegions?: string[];
 }
 
 /**
@@ -303,6 +352,10 @@ export class SyncRoutes extends Construct {
    * `RouteTableId`, sort key `Destination`), so that it deletes only those.
    */
   public readonly ledger?: dynamodb.Table;
+  /** With `organizationId`: the bus `sync-routes`, to which member accounts forward their route changes. */
+  public readonly hubBus?: events.EventBus;
+  /** With `organizationId`: the rule on {@link hubBus} that sends those changes to the work queue. */
+  public readonly hubRule?: events.Rule;
 
   constructor(scope: Construct, id: string, props: SyncRoutesProps = {}) {
     super(scope, id);
@@ -371,9 +424,13 @@ export class SyncRoutes extends Construct {
     });
     // An explicit role, so that CDK adds no AWSLambdaBasicExecutionRole managed policy
     // (it allows logs:CreateLogGroup on every group) and every statement is visible here.
+    const hub = props.organizationId !== undefined;
     this.role = new iam.Role(this, 'Role', {
       assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
       description: 'sync-routes function: read route tables, write routes to custom route tables, publish alerts',
+      // A hub's role has a known name, so that each member role can trust exactly it without
+      // the hub's outputs (one hub per region; IAM names are global to the account).
+      roleName: hub ? hubRoleName(stack.region) : undefined,
     });
     const propagateDeletes = props.propagateDeletes ?? false;
     // Only routes to Gateway Load Balancer endpoints need the endpoints' types (an S3 or
@@ -391,6 +448,10 @@ export class SyncRoutes extends Construct {
     );
     if (propagateDeletes) {
       this.ledger = this.createLedger();
+    }
+    const memberRoleName = props.memberRoleName ?? DEFAULT_MEMBER_ROLE_NAME;
+    if (hub) {
+      this.grantAssumeMemberRoles(memberRoleName);
     }
 
     const environment: Record<string, string> = {
@@ -412,6 +473,18 @@ export class SyncRoutes extends Construct {
       environment.SYNC_PROPAGATE_DELETES = 'true';
       environment.SYNC_LEDGER_TABLE = this.ledger.tableName;
       environment.SYNC_MAX_DELETES = String(props.maxDeletes ?? 10);
+    }
+    if (hub) {
+      environment.SYNC_MEMBER_ROLE_NAME = memberRoleName;
+      if (props.memberExternalId !== undefined) {
+        environment.SYNC_MEMBER_EXTERNAL_ID = props.memberExternalId;
+      }
+      if (props.memberAccounts?.length) {
+        environment.SYNC_MEMBER_ACCOUNTS = props.memberAccounts.join(',');
+      }
+      if (props.memberRegions?.length) {
+        environment.SYNC_MEMBER_REGIONS = props.memberRegions.join(',');
+      }
     }
     this.function = new lambda.Function(this, 'Function', {
       description: 'Copies routes written to a VPC main route table to its custom route tables',
@@ -474,11 +547,7 @@ export class SyncRoutes extends Construct {
     // --- The trigger ----------------------------------------------------------------------
     this.rule = new events.Rule(this, 'Rule', {
       description: 'Successful EC2 route and route table calls (CloudTrail), except the sync-routes function\'s own',
-      eventPattern: {
-        source: ['aws.ec2'],
-        detailType: ['AWS API Call via CloudTrail'],
-        detail: triggerDetailPattern(this.role, propagateDeletes),
-      },
+      eventPattern: triggerEventPattern(this.role, propagateDeletes),
       targets: [this.ruleTarget(maxEventAge)],
     });
     if (props.sweepSchedule !== false) {
@@ -487,6 +556,16 @@ export class SyncRoutes extends Construct {
         schedule: props.sweepSchedule ?? events.Schedule.rate(Duration.minutes(15)),
         targets: [this.ruleTarget(maxEventAge)],
       });
+    }
+    if (props.organizationId !== undefined) {
+      [this.hubBus, this.hubRule] = this.createHubBus(props.organizationId, memberRoleName, propagateDeletes, maxEventAge);
+      if (props.memberExternalId === undefined) {
+        Annotations.of(this).addWarningV2(
+          'sync-routes:hubWithoutExternalId',
+          'organizationId without memberExternalId: the member template\'s role admits the hub only with its ExternalId, ' +
+            'so this hub could not assume it; give the same value as the member StackSet\'s ExternalId parameter',
+        );
+      }
     }
 
     // --- Alarms -------------------------------------------------------------------------
@@ -647,6 +726,69 @@ export class SyncRoutes extends Construct {
   }
 
   /**
+   * The hub may assume the member role of any account: accounts join the organization at any
+   * time, so they cannot be listed here. The member role's trust policy (this role's ARN and
+   * the external id) decides which hub gets in.
+   */
+  private grantAssumeMemberRoles(memberRoleName: string): void {
+    this.role.addToPolicy(
+      new iam.PolicyStatement({
+        sid: 'AssumeMemberRoles',
+        actions: ['sts:AssumeRole'],
+        resources: [`arn:${Aws.PARTITION}:iam::*:role/${memberRoleName}`],
+      }),
+    );
+    Validations.of(this.role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::*:role/${memberRoleName}]`,
+      reason:
+        'The member role of any account of the organization: accounts join at any time and cannot be listed in advance. ' +
+        'Only that role name is allowed, and the member role\'s trust policy (this role, and the external id) is what ' +
+        'admits the hub.',
+    });
+  }
+
+  /**
+   * The hub's bus: member accounts' rules forward their route changes here (through a role of
+   * theirs), keeping each event's own `account` and `region`; a rule with the same pattern as
+   * the default bus's sends them to the work queue.
+   */
+  private createHubBus(
+    organizationId: string,
+    memberRoleName: string,
+    propagateDeletes: boolean,
+    maxEventAge: Duration,
+  ): [events.EventBus, events.Rule] {
+    const bus = new events.EventBus(this, 'HubBus', {
+      eventBusName: HUB_BUS_NAME,
+      description: 'sync-routes hub: route changes forwarded by the accounts of the organization',
+    });
+    // Any principal of an account of the organization: a member's forwarding rule puts events
+    // as its own EventBridge role. Naming accounts instead would need this stack updated for
+    // each account that joins.
+    bus.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'OrganizationForwardsRouteChanges',
+        principals: [new iam.StarPrincipal()],
+        actions: ['events:PutEvents'],
+        resources: [bus.eventBusArn],
+        conditions: { StringEquals: { 'aws:PrincipalOrgID': organizationId } },
+      }),
+    );
+    // The hub writes in a member account through the member role, and the member's rule
+    // already leaves those calls out. Belt and braces: left out here too, the hub's writes
+    // cannot come back even from a member stack of an older version or another rule that
+    // forwards to this bus. (Each would be one extra sync with nothing to do, not a loop.)
+    const memberSessions = `arn:${Aws.PARTITION}:sts::*:assumed-role/${memberRoleName}/*`;
+    const rule = new events.Rule(this, 'HubRule', {
+      eventBus: bus,
+      description: 'Route and route table calls forwarded by member accounts, except sync-routes\' own',
+      eventPattern: triggerEventPattern(this.role, propagateDeletes, [memberSessions]),
+      targets: [this.ruleTarget(maxEventAge)],
+    });
+    return [bus, rule];
+  }
+
+  /**
    * The work queue as a rule's target: the message body is the whole event. Retries cover a
    * throttled or failed SendMessage; what is left goes to the rule dead-letter queue. The
    * target adds a queue policy statement for events.amazonaws.com with aws:SourceArn of
@@ -754,7 +896,33 @@ export class SyncRoutes extends Construct {
       );
     }
     dashboard.addWidgets(...lastRow);
+    if (this.hubBus) {
+      dashboard.addWidgets(
+        new cloudwatch.GraphWidget({
+          title: 'Work per account: routes written, tables failed',
+          left: [this.perAccount('RoutesWritten', 'routes written')],
+          right: [this.perAccount('TablesFailed', 'tables failed')],
+          width: 24,
+        }),
+      );
+    }
     return dashboard;
+  }
+
+  /**
+   * The sums of one of the function's metrics per account: a hub writes them with the
+   * dimensions FunctionName and Account as well, one time series per account it worked in.
+   * A search, since the accounts are not known in advance.
+   */
+  private perAccount(name: string, label: string): cloudwatch.MathExpression {
+    const fiveMinutes = Duration.minutes(5);
+    return new cloudwatch.MathExpression({
+      expression:
+        `SEARCH('{${METRICS_NAMESPACE},FunctionName,Account} MetricName="${name}" ` +
+        `FunctionName="${this.function.functionName}"', 'Sum', ${fiveMinutes.toSeconds()})`,
+      label: `${label}, account \${PROP('Dim.Account')}`,
+      period: fiveMinutes,
+    });
   }
 
   /**
@@ -896,17 +1064,33 @@ export class SyncRoutes extends Construct {
  *   `anything-but` never matches an absent field, and calls made by another account (VMware
  *   Cloud on AWS manages SDDC routes from its own account) may have no `userIdentity.arn`,
  *   so `$or` also accepts events where the field does not exist.
+ * - `alsoExclude`: wildcard patterns of other sessions of sync-routes to leave out as well (the
+ *   hub bus: the hub's writes through member roles, `arn:<partition>:sts::*:assumed-role/<member role>/*`).
  */
-export function triggerDetailPattern(role: iam.IRole, propagateDeletes = false): Record<string, unknown> {
+export function triggerDetailPattern(role: iam.IRole, propagateDeletes = false, alsoExclude: string[] = []): Record<string, unknown> {
   const ownSessions = `arn:${Aws.PARTITION}:sts::${Aws.ACCOUNT_ID}:assumed-role/${role.roleName}/`;
+  // One anything-but for every caller left out: two anything-but matchers on one field would be
+  // OR'ed, and every ARN differs from one of them. A wildcard list then, with the own sessions
+  // as a pattern too (prefix and wildcard do not mix in one anything-but); the ARNs contain no
+  // `*` or `\`, so nothing needs escaping.
+  const notOurs = alsoExclude.length ? { wildcard: [`${ownSessions}*`, ...alsoExclude] } : { prefix: ownSessions };
   return {
     eventSource: ['ec2.amazonaws.com'],
     eventName: propagateDeletes ? [...TRIGGER_EVENT_NAMES, 'DeleteRoute'] : TRIGGER_EVENT_NAMES,
     errorCode: [{ exists: false }],
     $or: [
       { userIdentity: { arn: [{ exists: false }] } },
-      { userIdentity: { arn: [{ 'anything-but': { prefix: ownSessions } }] } },
+      { userIdentity: { arn: [{ 'anything-but': notOurs }] } },
     ],
+  };
+}
+
+/** The whole pattern of a trigger rule: CloudTrail's EC2 records, with {@link triggerDetailPattern}. */
+function triggerEventPattern(role: iam.IRole, propagateDeletes: boolean, alsoExclude: string[] = []): events.EventPattern {
+  return {
+    source: ['aws.ec2'],
+    detailType: ['AWS API Call via CloudTrail'],
+    detail: triggerDetailPattern(role, propagateDeletes, alsoExclude),
   };
 }
 
@@ -1042,8 +1226,37 @@ function validateProps(props: SyncRoutesProps): void {
       throw new Error(`maxDeletes must be a whole number from ${min} to ${max} (the most routes one request deletes), not ${maxDeletes}`);
     }
   }
+  validateHubProps(props);
   const retries = props.retryAttempts;
   if (retries !== undefined && (retries < 0 || retries > 2 || !Number.isInteger(retries))) {
     throw new Error('retryAttempts must be 0, 1 or 2');
+  }
+}
+
+/** The organization options: each `member*` needs `organizationId`, and every value must be one AWS accepts. */
+function validateHubProps(props: SyncRoutesProps): void {
+  const { organizationId } = props;
+  const given = (['memberRoleName', 'memberExternalId', 'memberAccounts', 'memberRegions'] as const).filter(
+    (name) => props[name] !== undefined,
+  );
+  if (organizationId === undefined) {
+    if (given.length) {
+      throw new Error(`${given.join(', ')} need${given.length === 1 ? 's' : ''} organizationId: only a hub syncs member accounts`);
+    }
+    return;
+  }
+  const check = (name: string, value: string | undefined, pattern: RegExp, what: string) => {
+    if (value !== undefined && !Token.isUnresolved(value) && !pattern.test(value)) {
+      throw new Error(`${name}: '${value}' is not ${what}`);
+    }
+  };
+  check('organizationId', organizationId, ORGANIZATION_ID_PATTERN, 'an AWS Organizations ID (o- and 10 to 32 lowercase letters or digits)');
+  check('memberRoleName', props.memberRoleName, /^[\w+=,.@-]{1,64}$/, 'an IAM role name (letters, digits and +=,.@_-, at most 64)');
+  check('memberExternalId', props.memberExternalId, /^[\w+=,.@:/-]{2,1224}$/, 'an external id STS accepts (2 to 1224 of letters, digits and +=,.@:/_-)');
+  for (const account of props.memberAccounts ?? []) {
+    check('memberAccounts', account, /^\d{12}$/, 'a 12-digit AWS account ID');
+  }
+  for (const region of props.memberRegions ?? []) {
+    check('memberRegions', region, REGION_PATTERN, 'an AWS region name (us-east-1)');
   }
 }

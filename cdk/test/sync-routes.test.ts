@@ -20,9 +20,18 @@ const SWEEP_RULE = 'SyncRoutesSweepRule544DCBD8';
 const WORK_QUEUE = 'SyncRoutesWorkQueueF237AF66';
 const WORK_DLQ = 'SyncRoutesWorkDeadLetterQueueD864687C';
 const LEDGER = 'SyncRoutesLedger5BEA0A6B';
+const HUB_BUS = 'SyncRoutesHubBusDC9706CE';
+const HUB_RULE = 'SyncRoutesHubRule1ABDED39';
 
 /** Deletes on: they need destinations. */
 const DELETES = { destinations: '10.0.0.0/8', propagateDeletes: 'true' };
+/** A hub, with every organization option. */
+const HUB = {
+  organizationId: 'o-a1b2c3d4e5',
+  memberExternalId: 'sync-routes-example-id',
+  memberAccounts: '111122223333, 444455556666',
+  memberRegions: 'eu-west-1,us-east-1',
+};
 
 /** `arn:${Partition}:ec2:${Region}:${AccountId}:<rest>` as CDK renders it. */
 const ec2Arn = (rest: string) => ({
@@ -677,11 +686,169 @@ describe('propagateDeletes: the ledger of the function\'s own routes, and the de
   });
 });
 
+describe('organization hub (organizationId)', () => {
+  const { template } = synthStack(HUB);
+
+  test('bus sync-routes: principals of the organization may put events, nobody else', () => {
+    template.resourceCountIs('AWS::Events::EventBus', 1);
+    template.hasResourceProperties('AWS::Events::EventBus', { Name: 'sync-routes' });
+    template.resourceCountIs('AWS::Events::EventBusPolicy', 1);
+    const [policy] = Object.values(template.findResources('AWS::Events::EventBusPolicy')) as any[];
+    expect(policy.Properties.EventBusName).toEqual({ Ref: HUB_BUS });
+    expect(policy.Properties.Statement).toEqual({
+      Sid: 'cdk-OrganizationForwardsRouteChanges',
+      Effect: 'Allow',
+      Principal: '*',
+      Action: 'events:PutEvents',
+      Resource: { 'Fn::GetAtt': [HUB_BUS, 'Arn'] },
+      Condition: { StringEquals: { 'aws:PrincipalOrgID': 'o-a1b2c3d4e5' } },
+    });
+    template.hasOutput('HubEventBusArn', { Value: { 'Fn::GetAtt': [HUB_BUS, 'Arn'] } });
+  });
+
+  test('hub rule: the default rule\'s pattern, also leaving out the member role\'s sessions, to the work queue', () => {
+    const rules = template.findResources('AWS::Events::Rule');
+    const hubRule = rules[HUB_RULE];
+    expect(hubRule.Properties.EventBusName).toEqual({ Ref: HUB_BUS });
+    const own = rules[RULE].Properties.EventPattern;
+    const forwarded = hubRule.Properties.EventPattern;
+    // Everything but the caller exclusion is the default bus rule's pattern.
+    const { $or: ownOr, ...ownRest } = own.detail;
+    const { $or: forwardedOr, ...forwardedRest } = forwarded.detail;
+    expect({ ...forwarded, detail: forwardedRest }).toEqual({ ...own, detail: ownRest });
+    expect(forwardedOr[0]).toEqual(ownOr[0]); // no userIdentity.arn: always accepted
+    // One anything-but with a wildcard list (two anything-but matchers on one field would be OR'ed).
+    expect(forwardedOr[1]).toEqual({
+      userIdentity: {
+        arn: [{
+          'anything-but': {
+            wildcard: [
+              { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sts::', { Ref: 'AWS::AccountId' }, ':assumed-role/', { Ref: ROLE }, '/*']] },
+              { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':sts::*:assumed-role/sync-routes-member/*']] },
+            ],
+          },
+        }],
+      },
+    });
+    // The same target as the default bus rule's: the work queue, its retries, its dead-letter queue.
+    expect(hubRule.Properties.Targets).toEqual(rules[RULE].Properties.Targets);
+    // ... which adds the hub rule to those the work queue admits.
+    const [queuePolicy] = Object.values(template.findResources('AWS::SQS::QueuePolicy', { Properties: { Queues: [{ Ref: WORK_QUEUE }] } }));
+    const sources = queuePolicy.Properties.PolicyDocument.Statement.filter((s: any) => s.Effect === 'Allow').map((s: any) => s.Condition);
+    expect(sources).toContainEqual({ ArnEquals: { 'aws:SourceArn': { 'Fn::GetAtt': [HUB_RULE, 'Arn'] } } });
+  });
+
+  test('with deletes on, the hub rule sees DeleteRoute too', () => {
+    const rules = synthStack({ ...HUB, ...DELETES }).template.findResources('AWS::Events::Rule');
+    expect(rules[HUB_RULE].Properties.EventPattern.detail.eventName).toContain('DeleteRoute');
+  });
+
+  test('role: the fixed name sync-routes-hub-<region>, with the region token when environment-agnostic', () => {
+    template.hasResourceProperties('AWS::IAM::Role', {
+      RoleName: { 'Fn::Join': ['', ['sync-routes-hub-', { Ref: 'AWS::Region' }]] },
+    });
+    const app = newApp(HUB);
+    const regional = new SyncRoutesStack(app, 'SyncRoutes-eu-west-1', { env: { region: 'eu-west-1' } });
+    Template.fromStack(regional).hasResourceProperties('AWS::IAM::Role', { RoleName: 'sync-routes-hub-eu-west-1' });
+  });
+
+  test('not a hub: the role name stays generated, and no bus, bus policy, hub rule or AssumeRole', () => {
+    const single = synthStack().template;
+    single.hasResourceProperties('AWS::IAM::Role', { RoleName: Match.absent() });
+    single.resourceCountIs('AWS::Events::EventBus', 0);
+    single.resourceCountIs('AWS::Events::EventBusPolicy', 0);
+    expect(Object.keys(single.findResources('AWS::Events::Rule'))).toEqual([RULE, SWEEP_RULE]);
+    const json = JSON.stringify(single.toJSON());
+    // The role's only sts:AssumeRole is its trust policy's, for lambda.amazonaws.com.
+    const assumes = allPolicyStatements(single).filter(({ statement }) => [statement.Action].flat().includes('sts:AssumeRole'));
+    expect(assumes.map(({ resource }) => resource)).toEqual([`${ROLE} (AWS::IAM::Role)`]);
+    expect(json).not.toContain('SYNC_MEMBER_');
+    expect(single.toJSON().Outputs.HubEventBusArn).toBeUndefined();
+  });
+
+  test('AssumeMemberRoles: sts:AssumeRole on the member role name in any account, and nothing else assumes', () => {
+    const assumes = allPolicyStatements(template).filter(({ resource, statement }) =>
+      resource.includes('AWS::IAM::Policy') && [statement.Action].flat().includes('sts:AssumeRole'));
+    expect(assumes.map(({ statement }) => statement)).toEqual([{
+      Sid: 'AssumeMemberRoles',
+      Effect: 'Allow',
+      Action: 'sts:AssumeRole',
+      Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/sync-routes-member']] },
+    }]);
+    const named = synthStack({ organizationId: 'o-a1b2c3d4e5', memberRoleName: 'netops-sync' }).template;
+    const resource = allPolicyStatements(named).find(({ statement }) => statement.Sid === 'AssumeMemberRoles')!.statement.Resource;
+    expect(resource).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/netops-sync']] });
+    expect(functionEnvironment(named).SYNC_MEMBER_ROLE_NAME).toBe('netops-sync');
+  });
+
+  test('function: the member role name, external id, accounts and regions, only those given; a warning without an external id', () => {
+    expect(functionEnvironment(template)).toEqual(expect.objectContaining({
+      SYNC_MEMBER_ROLE_NAME: 'sync-routes-member',
+      SYNC_MEMBER_EXTERNAL_ID: 'sync-routes-example-id',
+      SYNC_MEMBER_ACCOUNTS: '111122223333,444455556666',
+      SYNC_MEMBER_REGIONS: 'eu-west-1,us-east-1',
+    }));
+    const bare = synthStack({ organizationId: 'o-a1b2c3d4e5' });
+    expect(Object.keys(functionEnvironment(bare.template)).filter((k) => k.startsWith('SYNC_MEMBER_'))).toEqual(['SYNC_MEMBER_ROLE_NAME']);
+    // The member template's role requires an external id: without one the hub cannot get in.
+    const warning = Match.stringLikeRegexp('organizationId without memberExternalId');
+    expect(Annotations.fromStack(bare.stack).findWarning('*', warning)).toHaveLength(1);
+    const { stack } = synthStack(HUB);
+    expect(Annotations.fromStack(stack).findWarning('*', warning)).toHaveLength(0);
+  });
+
+  test('dashboard: routes written and tables failed per account, by a search', () => {
+    const [dashboard] = Object.values(template.findResources('AWS::CloudWatch::Dashboard')) as any[];
+    const body = JSON.stringify(dashboard.Properties.DashboardBody);
+    expect(body).toContain('Work per account');
+    for (const name of ['RoutesWritten', 'TablesFailed']) {
+      expect(body).toContain(
+        `SEARCH('{SyncRoutes,FunctionName,Account} MetricName=\\\\\\"${name}\\\\\\" FunctionName=\\\\\\"",{"Ref":"${FUNCTION}"},"\\\\\\"', 'Sum', 300)`);
+    }
+    expect(JSON.stringify(synthStack().template.toJSON())).not.toContain('SEARCH(');
+  });
+
+  test('bad organization values are refused, and member options need organizationId', () => {
+    const refused: Array<[Record<string, string>, RegExp]> = [
+      [{ organizationId: 'o-short' }, /organizationId: 'o-short' is not an AWS Organizations ID/],
+      [{ organizationId: 'r-a1b2c3d4e5' }, /organizationId/],
+      [{ ...HUB, memberRoleName: 'sync routes' }, /memberRoleName: 'sync routes' is not an IAM role name/],
+      [{ ...HUB, memberRoleName: 'x'.repeat(65) }, /memberRoleName/],
+      [{ ...HUB, memberExternalId: 'a' }, /memberExternalId: 'a' is not an external id/],
+      [{ ...HUB, memberExternalId: 'id with spaces' }, /memberExternalId/],
+      [{ ...HUB, memberAccounts: '111122223333,12345' }, /memberAccounts: '12345' is not a 12-digit AWS account ID/],
+      [{ ...HUB, memberRegions: 'eu-west-1,mars' }, /memberRegions: 'mars' is not an AWS region name/],
+    ];
+    for (const [context, error] of refused) {
+      expect(() => synthStack(context)).toThrow(error);
+    }
+    for (const option of ['memberRoleName', 'memberExternalId', 'memberAccounts', 'memberRegions']) {
+      const value = { memberRoleName: 'r', memberExternalId: 'external', memberAccounts: '111122223333', memberRegions: 'eu-west-1' }[option]!;
+      expect(() => synthStack({ [option]: value })).toThrow(new RegExp(`${option} needs organizationId`));
+    }
+    expect(() => synthStack({ memberRoleName: 'r', memberRegions: 'eu-west-1' })).toThrow(/memberRoleName, memberRegions need organizationId/);
+  });
+
+  test('the member role\'s wildcard account is acknowledged with a reason', () => {
+    const app = newApp(HUB);
+    const stack = new SyncRoutesStack(app, 'SyncRoutes', { stackName: 'SyncRoutes' });
+    const acks = stack.node.findAll().flatMap((c) =>
+      c.node.metadata.filter((m) => m.type === 'aws:cdk:acknowledged-rules').map((m) => m.data as Record<string, string>));
+    const [reason] = acks.flatMap((a) => Object.entries(a))
+      .filter(([id]) => id.endsWith('AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:iam::*:role/sync-routes-member]'))
+      .map(([, r]) => r);
+    expect(reason).toMatch(/any account of the organization/);
+    expect(reason).toMatch(/external id/);
+  });
+});
+
 describe('cdk-nag AwsSolutions', () => {
   test.each([
     ['defaults', {}],
     ['every option', { alertEmail: 'netops@example.com', createTrail: 'true', vpcIds: 'vpc-0123456789abcdef0', architecture: 'arm64' }],
     ['deletes on (the ledger)', { ...DELETES, maxDeletes: '20' }],
+    ['an organization hub', HUB],
+    ['a hub with deletes and its own member role name', { ...HUB, ...DELETES, memberRoleName: 'netops-sync' }],
   ])('%s: no unacknowledged finding', (_name, context) => {
     const app = newApp(context);
     new SyncRoutesStackForNag(app);
