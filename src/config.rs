@@ -19,6 +19,11 @@ pub struct Config {
     /// `SYNC_QUEUE_URL`: the function's own work queue, where unfinished work goes back
     /// (the CDK app sets it); unset: an asynchronous Invoke of the function instead.
     pub queue_url: Option<String>,
+    /// `SYNC_LEDGER_TABLE`: the DynamoDB table recording the routes sync-routes wrote.
+    /// Required with deletes on (only owned routes are ever deleted), unused without.
+    pub ledger_table: Option<String>,
+    /// `SYNC_MAX_DELETES`: the most routes one request deletes (default 10).
+    pub max_deletes: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -100,11 +105,50 @@ impl Config {
                 })
             }
         };
+        let ledger_table = set("SYNC_LEDGER_TABLE").map(|v| v.trim().to_owned());
+        if let Some(table) = &ledger_table {
+            // DynamoDB's rule for table names: 3 to 255 of [a-zA-Z0-9_.-].
+            let valid = (3..=255).contains(&table.len())
+                && table
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+            if !valid {
+                return Err(ConfigError {
+                    variable: "SYNC_LEDGER_TABLE",
+                    value: table.clone(),
+                    accepts: "a DynamoDB table name (3 to 255 letters, digits, _ . -)".into(),
+                });
+            }
+        }
+        if policy.propagate_deletes && ledger_table.is_none() {
+            return Err(ConfigError {
+                variable: "SYNC_PROPAGATE_DELETES",
+                value: "true".into(),
+                accepts: "true only together with SYNC_LEDGER_TABLE: only routes that sync-routes wrote are deleted, and that table records them (the CDK app creates it with propagateDeletes)".into(),
+            });
+        }
+        let max_deletes = match set("SYNC_MAX_DELETES") {
+            None => defaults.max_deletes,
+            Some(v) => match v.trim().parse::<u32>() {
+                Ok(n @ 1..=100_000) => n,
+                _ => return Err(ConfigError {
+                    variable: "SYNC_MAX_DELETES",
+                    value: v,
+                    accepts:
+                        "a whole number from 1 (default 10): the most routes one request deletes"
+                            .into(),
+                }),
+            },
+        };
+        // Without deletes the ledger is never consulted: no call, no latency.
+        let ledger_table = ledger_table.filter(|_| policy.propagate_deletes);
         Ok(Self {
             sns_topic_arn,
             policy,
             max_concurrent_writes,
             queue_url,
+            ledger_table,
+            max_deletes,
         })
     }
 
@@ -112,6 +156,7 @@ impl Config {
         SyncSettings {
             policy: self.policy.clone(),
             max_concurrent_writes: self.max_concurrent_writes,
+            max_deletes: self.max_deletes,
             ..SyncSettings::default()
         }
     }
@@ -301,8 +346,13 @@ mod tests {
             ("SYNC_DESTINATIONS", "10.0.0.0/8, pl-0123456789abcdef0"),
             ("SYNC_VPC_IDS", "vpc-0123456789abcdef0,vpc-11111111"),
             ("SYNC_PROPAGATE_DELETES", "true"),
+            ("SYNC_LEDGER_TABLE", "SyncRoutes-Ledger_1.a"),
+            ("SYNC_MAX_DELETES", "25"),
         ])
         .unwrap();
+        assert_eq!(c.ledger_table.as_deref(), Some("SyncRoutes-Ledger_1.a"));
+        assert_eq!(c.max_deletes, 25);
+        assert_eq!(c.sync_settings().max_deletes, 25);
         assert_eq!(
             c.policy.destinations,
             Some(vec![
@@ -356,5 +406,24 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("true or false"), "{e}");
         assert!(!config(&[]).unwrap().policy.propagate_deletes);
+    }
+
+    /// Only owned routes are deleted, so deletes need the ledger that records ownership;
+    /// without deletes it is never used (no call, no latency), whatever the variable says.
+    #[test]
+    fn deletes_need_the_ledger_and_a_valid_budget() {
+        let scope = ("SYNC_DESTINATIONS", "10.0.0.0/8");
+        let e = config(&[("SYNC_PROPAGATE_DELETES", "true"), scope]).unwrap_err();
+        assert_eq!(e.variable, "SYNC_PROPAGATE_DELETES");
+        assert!(e.to_string().contains("SYNC_LEDGER_TABLE"), "{e}");
+        let e = config(&[("SYNC_LEDGER_TABLE", "a b")]).unwrap_err();
+        assert_eq!(e.variable, "SYNC_LEDGER_TABLE");
+        let c = config(&[("SYNC_LEDGER_TABLE", "Ledger")]).unwrap();
+        assert_eq!(c.ledger_table, None);
+        assert_eq!(c.max_deletes, 10);
+        for bad in ["0", "-1", "ten", "1.5"] {
+            let e = config(&[("SYNC_MAX_DELETES", bad)]).unwrap_err();
+            assert_eq!(e.variable, "SYNC_MAX_DELETES", "{bad}");
+        }
     }
 }

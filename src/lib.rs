@@ -5,6 +5,7 @@
 //! - `handler` and `main.rs`: the thin entry points (Lambda runtime, `invoke FILE`).
 
 pub mod adapters {
+    pub mod dynamodb;
     pub mod ec2;
     pub mod emf;
     pub mod lambda;
@@ -19,6 +20,7 @@ pub mod domain {
     pub mod hand_off;
     pub mod notice;
     pub mod outcome;
+    pub mod ownership;
     pub mod plan;
     pub mod ports;
     pub mod report;

@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use std::sync::Arc;
 
+use crate::adapters::dynamodb::DynamoLedger;
 use crate::adapters::ec2::Ec2RouteTables;
 use crate::adapters::lambda::LambdaHandOff;
 use crate::adapters::sns::SnsNotifier;
@@ -100,7 +101,27 @@ pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<Str
             .build();
         SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
     });
-    (Syncer::new(ec2, notifier, config.sync_settings()), region)
+    let mut syncer = Syncer::new(ec2, notifier, config.sync_settings());
+    if let Some(table) = &config.ledger_table {
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(shared)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(ledger_timeouts())
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config);
+        syncer = syncer.with_ledger(Arc::new(DynamoLedger::new(client, table.clone())));
+    }
+    (syncer, region)
+}
+
+/// DynamoDB answers in milliseconds; the ledger is consulted before deletes and written after
+/// the route writes, possibly past the deadline, so each call is bounded well inside the
+/// margin kept for the end of the invocation.
+fn ledger_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .operation_attempt_timeout(Duration::from_millis(300))
+        .operation_timeout(Duration::from_millis(700))
+        .build()
 }
 
 /// Epoch milliseconds `after` from now.

@@ -80,7 +80,7 @@ pub async fn watch(syncer: &AwsSyncer, args: &WatchArgs) -> std::io::Result<()> 
     let mut terminate = signal(SignalKind::terminate())?;
     let stop = syncer.stop_flag();
     let request = SyncRequest {
-        subject: Subject::Reconcile { vpc_id: None },
+        subject: Subject::reconcile(None),
         dry_run: args.dry_run,
         source: RequestSource::Watch,
     };

@@ -156,22 +156,74 @@ fn a_delete_expects_the_route_gone() {
 #[test]
 fn the_schedule_and_a_manual_reconcile_sweep() {
     let sweep = request("scheduled-sweep.json");
-    assert_eq!(sweep.subject, Subject::Reconcile { vpc_id: None });
+    assert_eq!(sweep.subject, Subject::reconcile(None));
     assert_eq!(sweep.source, RequestSource::Schedule);
     let one = request("manual-reconcile.json");
     assert_eq!(
         one.subject,
-        Subject::Reconcile {
-            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into())
-        }
+        Subject::reconcile(Some("vpc-0a1b2c3d4e5f60000".into()))
     );
     assert_eq!(one.source, RequestSource::Manual);
     match parse(r#"{"reconcile": true, "dry-run": true}"#, None).unwrap() {
         Trigger::Sync(r) => {
-            assert_eq!(r.subject, Subject::Reconcile { vpc_id: None });
+            assert_eq!(r.subject, Subject::reconcile(None));
             assert!(r.dry_run);
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// Issue 16: a person who means a large delete names the VPC and the budget; adopt records
+/// the routes sync-routes would have written (`events/manual-adopt-dry-run.json`).
+#[test]
+fn a_delete_budget_and_adopt_are_asked_for_by_hand() {
+    match parse(
+        r#"{"reconcile": true, "vpc-id": "vpc-0a1b2c3d4e5f60000", "max-deletes": 40}"#,
+        None,
+    )
+    .unwrap()
+    {
+        Trigger::Sync(r) => assert_eq!(
+            r.subject,
+            Subject::Reconcile {
+                vpc_id: Some("vpc-0a1b2c3d4e5f60000".into()),
+                max_deletes: Some(40),
+            }
+        ),
+        other => panic!("{other:?}"),
+    }
+    let adopt = request("manual-adopt-dry-run.json");
+    assert_eq!(
+        adopt.subject,
+        Subject::Adopt {
+            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into())
+        }
+    );
+    assert!(adopt.dry_run);
+    match parse(r#"{"reconcile": true, "adopt": true}"#, None).unwrap() {
+        Trigger::Sync(r) => assert_eq!(r.subject, Subject::Adopt { vpc_id: None }),
+        other => panic!("{other:?}"),
+    }
+    for (payload, says) in [
+        (
+            r#"{"reconcile": true, "max-deletes": 40}"#,
+            "needs \"vpc-id\"",
+        ),
+        (
+            r#"{"reconcile": true, "vpc-id": "vpc-0a1b2c3d4e5f60000", "route-table-id": "rtb-0a1b2c3d4e5f60001", "max-deletes": 4}"#,
+            "one VPC at a time",
+        ),
+        (
+            r#"{"reconcile": true, "vpc-id": "vpc-0a1b2c3d4e5f60000", "max-deletes": -1}"#,
+            "expected u32",
+        ),
+        (
+            r#"{"reconcile": true, "adopt": true, "vpc-id": "vpc-0a1b2c3d4e5f60000", "route-table-id": "rtb-0a1b2c3d4e5f60001"}"#,
+            "it writes and deletes none",
+        ),
+    ] {
+        let error = parse(payload, None).unwrap_err().to_string();
+        assert!(error.contains(says), "{payload}: {error}");
     }
 }
 
@@ -303,6 +355,7 @@ fn every_sample_is_covered_here() {
             "cloudtrail-failed-call.json",
             "cloudtrail-replace-route-table-association.json",
             "cloudtrail-replace-route.json",
+            "manual-adopt-dry-run.json",
             "manual-dry-run.json",
             "manual-reconcile.json",
             "manual-sync.json",
@@ -362,11 +415,18 @@ fn ipv6_and_prefix_list_destinations() {
 #[test]
 fn a_hand_off_payload_parses_back_to_its_request() {
     let request = SyncRequest {
-        subject: Subject::Reconcile {
-            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into()),
-        },
+        subject: Subject::reconcile(Some("vpc-0a1b2c3d4e5f60000".into())),
         dry_run: true,
         source: RequestSource::HandOff { hops: 3 },
+    };
+    // A person's larger delete budget goes on with the reconcile it was given for.
+    let meant = SyncRequest {
+        subject: Subject::Reconcile {
+            vpc_id: Some("vpc-0a1b2c3d4e5f60000".into()),
+            max_deletes: Some(25),
+        },
+        dry_run: false,
+        source: RequestSource::HandOff { hops: 1 },
     };
     let route = |destination: Destination| SyncRequest {
         subject: Subject::Route {
@@ -406,6 +466,7 @@ fn a_hand_off_payload_parses_back_to_its_request() {
     };
     for request in [
         request,
+        meant,
         routes,
         route(Destination::Cidr("10.100.0.0/16".parse().unwrap())),
         route(Destination::Cidr("2001:db8::/48".parse().unwrap())),

@@ -738,6 +738,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _error(self, service: str, status: int, code: str, message: str) -> Reply:
         rid = str(uuid.uuid4())
+        if self.headers.get("X-Amz-Target"):  # JSON protocols (DynamoDB): a JSON error body
+            body = json.dumps({"__type": code, "message": message}).encode()
+            return Reply(status, body, {"Content-Type": "application/x-amz-json-1.0", "x-amzn-RequestId": rid})
         body = (ec2_error_body(code, message, rid) if service == "ec2"
                 else query_error_body(code, message, rid, status))
         return Reply(status, body, {"Content-Type": "text/xml;charset=UTF-8", "x-amzn-RequestId": rid})

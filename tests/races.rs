@@ -298,7 +298,7 @@ async fn a_vpc_deleted_during_a_sweep_fails_nothing() {
     }));
     let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
     let sweep = SyncRequest {
-        subject: Subject::Reconcile { vpc_id: None },
+        subject: Subject::reconcile(None),
         dry_run: false,
         source: RequestSource::Schedule,
     };

@@ -400,11 +400,32 @@ async fn a_deleted_route_leaves_the_custom_tables_only_when_deletes_are_on() {
         syncer,
         ..
     } = Scene::start(|_| faithful()).await;
-    for table in &vpc.customs[..3] {
-        put_route(&ec2, table, DEST, &vpc.enis[0]).await;
-    }
+    let ledger = ledger_table().await;
+    let on = syncer_with_env(
+        &proxy,
+        &[
+            ("SYNC_DESTINATIONS", "10.0.0.0/8"),
+            ("SYNC_PROPAGATE_DELETES", "true"),
+            ("SYNC_LEDGER_TABLE", &ledger),
+        ],
+    )
+    .await;
     put_gateway_route(&ec2, &vpc.customs[3], DEST, &vpc.igw).await;
-    // The main table no longer has the route (it was deleted).
+    // sync-routes copies the route (and records the copies), then the main table loses it.
+    put_route(&ec2, &vpc.main, DEST, &vpc.enis[0]).await;
+    let created = handle(
+        &on,
+        &cloudtrail_event("CreateRoute", &vpc.main, DEST, &vpc.enis[0]),
+    )
+    .await;
+    assert_eq!(created.counts.created, 3, "{created:#?}");
+    ec2.delete_route()
+        .route_table_id(&vpc.main)
+        .destination_cidr_block(DEST)
+        .send()
+        .await
+        .expect("delete the main route");
+    proxy.reset_counts();
     let deleted = cloudtrail(
         "DeleteRoute",
         json!({"routeTableId": vpc.main, "destinationCidrBlock": DEST}),
@@ -414,14 +435,6 @@ async fn a_deleted_route_leaves_the_custom_tables_only_when_deletes_are_on() {
     assert_eq!(off.outcome, Outcome::Ignored, "{off:#?}");
     assert_eq!(proxy.writes(), 0);
 
-    let on = syncer_with_env(
-        &proxy,
-        &[
-            ("SYNC_DESTINATIONS", "10.0.0.0/8"),
-            ("SYNC_PROPAGATE_DELETES", "true"),
-        ],
-    )
-    .await;
     let report = handle(&on, &deleted).await;
     assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
     assert_eq!(

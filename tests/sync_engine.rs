@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
-use sync_routes::adapters::memory::{MemoryEc2, MemoryHandOff, MemoryNotifier};
+use sync_routes::adapters::memory::{MemoryEc2, MemoryHandOff, MemoryLedger, MemoryNotifier};
+use sync_routes::domain::ownership::LedgerEntry;
 use sync_routes::domain::plan::{
     Destination, DestinationFilter, Policy, Route, RouteOrigin, RouteState, RouteTable, Target,
     TargetKind, SKIP_TAG,
@@ -410,7 +411,7 @@ async fn a_sweep_reads_once_writes_the_drift_and_converges() {
     };
     let syncer = Syncer::new(&ec2, Some(MemoryNotifier::default()), settings(policy));
     let sweep = SyncRequest {
-        subject: Subject::Reconcile { vpc_id: None },
+        subject: Subject::reconcile(None),
         dry_run: false,
         source: RequestSource::Schedule,
     };
@@ -469,12 +470,7 @@ async fn a_vpc_outside_sync_vpc_ids_is_ignored_after_one_read() {
     assert!(!report.is_failure());
     assert_eq!(ec2.take_counts(), (1, 0, 0));
     let reconcile = syncer
-        .run(
-            &request(Subject::Reconcile {
-                vpc_id: Some(VPC.into()),
-            }),
-            later(5),
-        )
+        .run(&request(Subject::reconcile(Some(VPC.into()))), later(5))
         .await;
     assert_eq!(reconcile.outcome, Outcome::Ignored);
     assert_eq!(ec2.take_counts(), (0, 0, 0));
@@ -486,9 +482,7 @@ async fn an_unknown_vpc_is_refused() {
     let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
     let report = syncer
         .run(
-            &request(Subject::Reconcile {
-                vpc_id: Some("vpc-0000000000000ffff".into()),
-            }),
+            &request(Subject::reconcile(Some("vpc-0000000000000ffff".into()))),
             later(5),
         )
         .await;
@@ -553,7 +547,16 @@ async fn deletes_follow_the_main_table_only_when_switched_on() {
         ..Policy::default()
     };
     let notices = MemoryNotifier::default();
-    let on = Syncer::new(&ec2, Some(&notices), settings(policy));
+    // The copy in table 1 is sync-routes' own (tests/ownership.rs has the other cases).
+    let ledger = std::sync::Arc::new(MemoryLedger::owning([LedgerEntry {
+        vpc_id: VPC.into(),
+        table_id: custom_id(0, 1),
+        destination: dest(DEST),
+        next_hop: eni("eni-1"),
+        written_at: SystemTime::now(),
+        request: "test".into(),
+    }]));
+    let on = Syncer::new(&ec2, Some(&notices), settings(policy)).with_ledger(ledger.clone());
     let report = on.run(&deleted, later(5)).await;
     assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
     assert_eq!(
@@ -575,6 +578,8 @@ async fn deletes_follow_the_main_table_only_when_switched_on() {
     );
     let sent = notices.sent.lock().unwrap();
     assert!(sent[0].body.contains("deleted"), "{}", sent[0].body);
+    // A deleted route leaves the ledger.
+    assert_eq!(ledger.next_hop(&custom_id(0, 1), &dest(DEST)), None);
 }
 
 /// EC2's reads are eventually consistent: a fresh event whose read contradicts it is never
@@ -750,7 +755,7 @@ async fn a_read_that_fails_fails_the_request_without_writing() {
     });
     let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, SyncSettings::default());
     let report = syncer
-        .run(&request(Subject::Reconcile { vpc_id: None }), later(5))
+        .run(&request(Subject::reconcile(None)), later(5))
         .await;
     assert_eq!(report.outcome, Outcome::Failed);
     assert!(
@@ -859,9 +864,7 @@ async fn a_hand_off_that_cannot_be_made_fails_the_request() {
         let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, one_at_a_time())
             .with_hand_off(hand_off.clone());
         let request = SyncRequest {
-            subject: Subject::Reconcile {
-                vpc_id: Some(VPC.into()),
-            },
+            subject: Subject::reconcile(Some(VPC.into())),
             dry_run: false,
             source,
         };

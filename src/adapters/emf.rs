@@ -45,6 +45,13 @@ pub fn metrics_line(
         "Throttled": report.calls.throttled,
         "outcome": report.outcome.name(),
     });
+    // With deletes on only (the ledger is in play), so that without it nothing changes.
+    if let Some(ledger) = &report.ledger {
+        metrics.push(json!({"Name": "DeleteBudgetExceeded", "Unit": "Count"}));
+        metrics.push(json!({"Name": "LedgerWriteFailures", "Unit": "Count"}));
+        line["DeleteBudgetExceeded"] = u32::from(report.delete_budget_exceeded.is_some()).into();
+        line["LedgerWriteFailures"] = ledger.write_failures.into();
+    }
     if let Some(event_time) = event_time {
         let lag = now
             .duration_since(event_time)

@@ -3,16 +3,19 @@
 //! engine testable without an SDK or an emulator, and count every call so a test can
 //! assert the cost of a request.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::domain::notice::Notice;
-use crate::domain::plan::{Route, RouteOrigin, RouteState, RouteTable};
+use crate::domain::ownership::{LedgerChange, LedgerEntry, Owned, RouteKey};
+use crate::domain::plan::{Destination, Route, RouteOrigin, RouteState, RouteTable};
+use crate::domain::ports::{Ledger, LedgerWriteError};
 use crate::domain::request::SyncRequest;
 use crate::domain::sync::{
     AwsError, HandOff, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode,
@@ -327,6 +330,96 @@ impl HandOff for MemoryHandOff {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .push(payload.to_owned());
+            Ok(())
+        })
+    }
+}
+
+/// The ledger in memory: the routes recorded, the calls made, and switches that make reads
+/// or writes fail as an unreachable DynamoDB would.
+#[derive(Default)]
+pub struct MemoryLedger {
+    pub entries: Mutex<HashMap<RouteKey, LedgerEntry>>,
+    pub reads: AtomicU32,
+    pub writes: AtomicU32,
+    pub fail_reads: AtomicBool,
+    pub fail_writes: AtomicBool,
+}
+
+impl MemoryLedger {
+    /// A ledger that already owns these routes (as if sync-routes had written them).
+    pub fn owning(entries: impl IntoIterator<Item = LedgerEntry>) -> Self {
+        let ledger = Self::default();
+        ledger.lock().extend(
+            entries
+                .into_iter()
+                .map(|e| ((e.table_id.clone(), e.destination.clone()), e)),
+        );
+        ledger
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RouteKey, LedgerEntry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next hop recorded for a route, if it is owned.
+    pub fn next_hop(&self, table_id: &str, destination: &Destination) -> Option<String> {
+        self.lock()
+            .get(&(table_id.to_owned(), destination.clone()))
+            .map(|e| e.next_hop.id.clone())
+    }
+}
+
+impl Ledger for MemoryLedger {
+    fn owned<'a>(
+        &'a self,
+        keys: &'a [RouteKey],
+    ) -> Pin<Box<dyn Future<Output = Result<Owned, AwsError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            if self.fail_reads.load(Ordering::Relaxed) {
+                return Err(AwsError {
+                    operation: "BatchGetItem",
+                    code: Some("ResourceNotFoundException".into()),
+                    message: "the ledger is unreachable".into(),
+                    retry: RetryClass::Permanent,
+                });
+            }
+            let entries = self.lock();
+            Ok(keys
+                .iter()
+                .filter_map(|key| {
+                    entries
+                        .get(key)
+                        .map(|e| (key.clone(), e.next_hop.id.clone()))
+                })
+                .collect())
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        changes: &'a [LedgerChange],
+    ) -> Pin<Box<dyn Future<Output = Result<(), LedgerWriteError>> + Send + 'a>> {
+        Box::pin(async move {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            if self.fail_writes.load(Ordering::Relaxed) {
+                return Err(LedgerWriteError {
+                    failed: changes.len() as u32,
+                    message: "the ledger is unreachable".into(),
+                });
+            }
+            let mut entries = self.lock();
+            for change in changes {
+                match change {
+                    LedgerChange::Record(entry) => {
+                        entries.insert(change.key(), entry.clone());
+                    }
+                    LedgerChange::Forget(key) => {
+                        entries.remove(key);
+                    }
+                }
+            }
             Ok(())
         })
     }

@@ -304,7 +304,7 @@ fn from_eventbridge(
 ) -> Result<Trigger, InputError> {
     if event.detail_type == SCHEDULE_DETAIL_TYPE && event.source == "aws.events" {
         return Ok(Trigger::Sync(SyncRequest {
-            subject: Subject::Reconcile { vpc_id: None },
+            subject: Subject::reconcile(None),
             dry_run: false,
             source: RequestSource::Schedule,
         }));
@@ -457,6 +457,11 @@ struct ReconcileRequest {
     route_table_id: Option<String>,
     #[serde(default)]
     dry_run: Option<bool>,
+    /// With `vpc-id`: this request's delete budget instead of `SYNC_MAX_DELETES`.
+    max_deletes: Option<u32>,
+    /// Record the custom routes that equal the main table's as written by sync-routes.
+    #[serde(default)]
+    adopt: bool,
     /// Set by the function itself when it hands a reconcile on (see `hand_off_payload`).
     hand_off: Option<u32>,
 }
@@ -471,13 +476,27 @@ fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> 
         Some(vpc) => Some(valid_id("vpc-id", Some(vpc), "vpc-")?),
         None => None,
     };
+    if request.max_deletes.is_some() && (vpc_id.is_none() || request.route_table_id.is_some()) {
+        return Err(InputError::BadManualRequest(
+            "\"max-deletes\" needs \"vpc-id\" (and no \"route-table-id\"): a larger delete budget is given for one VPC at a time".into(),
+        ));
+    }
+    if request.adopt && (request.route_table_id.is_some() || request.max_deletes.is_some()) {
+        return Err(InputError::BadManualRequest(
+            "\"adopt\" takes only \"vpc-id\" and \"dry-run\": it records routes, it writes and deletes none".into(),
+        ));
+    }
     let subject = match (request.route_table_id, vpc_id) {
+        (None, vpc_id) if request.adopt => Subject::Adopt { vpc_id },
         (Some(table), Some(vpc_id)) => Subject::NewTable {
             table_id: valid_id("route-table-id", Some(table), "rtb-")?,
             vpc_id,
         },
         (Some(_), None) => return Err(InputError::Missing { field: "vpc-id" }),
-        (None, vpc_id) => Subject::Reconcile { vpc_id },
+        (None, vpc_id) => Subject::Reconcile {
+            vpc_id,
+            max_deletes: request.max_deletes,
+        },
     };
     Ok(SyncRequest {
         subject,
@@ -537,13 +556,20 @@ pub fn hand_off_payload(request: &SyncRequest) -> Option<String> {
             payload["vpc-id"] = vpc_id.clone().into();
             payload["route-table-id"] = table_id.clone().into();
         }
-        Subject::Reconcile { vpc_id } => {
+        Subject::Reconcile {
+            vpc_id,
+            max_deletes,
+        } => {
             payload["reconcile"] = true.into();
             if let Some(vpc) = vpc_id {
                 payload["vpc-id"] = vpc.clone().into();
             }
+            if let Some(max) = max_deletes {
+                payload["max-deletes"] = (*max).into();
+            }
         }
-        Subject::Association { .. } => return None,
+        // Adopting writes no route, so nothing is ever left over to hand on.
+        Subject::Association { .. } | Subject::Adopt { .. } => return None,
     }
     Some(payload.to_string())
 }

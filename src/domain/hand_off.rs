@@ -194,9 +194,12 @@ fn continuation(subject: &Subject, vpc: String) -> Subject {
             table_id: table_id.clone(),
             vpc_id: vpc,
         },
-        Subject::Association { .. } | Subject::Reconcile { .. } => {
-            Subject::Reconcile { vpc_id: Some(vpc) }
-        }
+        Subject::Reconcile { max_deletes, .. } => Subject::Reconcile {
+            vpc_id: Some(vpc),
+            max_deletes: *max_deletes,
+        },
+        Subject::Association { .. } => Subject::reconcile(Some(vpc)),
+        Subject::Adopt { .. } => Subject::Adopt { vpc_id: Some(vpc) },
     }
 }
 

@@ -22,7 +22,9 @@ pub struct Notice {
 pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
     let changed = report.counts.changed();
     let failed = report.counts.failed;
-    if changed == 0 && failed == 0 {
+    let held_back = report.delete_budget_exceeded.as_ref();
+    let ledger_failed = report.reason.as_deref() == Some("ledger-unavailable");
+    if changed == 0 && failed == 0 && held_back.is_none() && !ledger_failed {
         return None;
     }
     // Failed with no table failed: the tables were still changing at the last check, or an
@@ -30,6 +32,8 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
     let unfinished = failed == 0 && report.outcome == Outcome::Failed;
     let status = if failed > 0 || unfinished {
         "failed"
+    } else if held_back.is_some() {
+        "delete-budget-exceeded"
     } else {
         "synced"
     };
@@ -42,8 +46,17 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
         )
     });
     let subject = match (&route, failed > 0) {
+        _ if unfinished && ledger_failed => {
+            format!("sync-routes FAILED in {vpc}: a deletion not copied, its ledger could not be read (retried)")
+        }
         _ if unfinished => format!(
             "sync-routes FAILED in {vpc}: {changed} route changes made, not finished (retried)"
+        ),
+        // Needs a person: it leads the subject whatever else was synced.
+        (_, false) if held_back.is_some() => format!(
+            "sync-routes: {} deletes held back in {vpc}, more than the delete budget of {}",
+            held_back.map_or(0, |h| h.planned),
+            held_back.map_or(0, |h| h.max_deletes)
         ),
         (Some(route), true) => {
             format!("sync-routes FAILED in {vpc}: {route} ({failed} tables failed)")
@@ -132,6 +145,25 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
             let _ = write!(body, "  ({reason})");
         }
         let _ = writeln!(body);
+    }
+    if let Some(held) = held_back {
+        let _ = writeln!(
+            body,
+            "\nDeletes held back ({} planned, the budget is {}; none was made):",
+            held.planned, held.max_deletes
+        );
+        for route in &held.would_delete {
+            let _ = writeln!(
+                body,
+                "  {}  {}  {:<18} {}",
+                route.vpc_id, route.route_table_id, route.destination, route.next_hop
+            );
+        }
+        let _ = writeln!(
+            body,
+            "If these deletes are meant, run {{\"reconcile\": true, \"vpc-id\": \"vpc-...\", \"max-deletes\": {}}} for each VPC.",
+            held.planned
+        );
     }
     if failed > 0 {
         let _ = writeln!(

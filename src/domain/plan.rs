@@ -379,6 +379,9 @@ pub enum Refusal {
     },
     #[error("{vpc} has no custom route tables; there is nothing to sync")]
     NoCustomTables { vpc: String },
+    /// Adopting records routes in the ledger, which exists only with deletes on.
+    #[error("adopt records routes as written by sync-routes in its ledger, which exists only with deletes on (SYNC_PROPAGATE_DELETES=true and SYNC_LEDGER_TABLE; the CDK prop propagateDeletes); nothing was recorded")]
+    NoLedger,
 }
 
 impl Refusal {
@@ -400,6 +403,7 @@ impl Refusal {
             Refusal::NotActive { .. } => "route-not-active",
             Refusal::TargetKindNotAllowed { .. } => "target-kind-not-allowed",
             Refusal::NoCustomTables { .. } => "no-custom-tables",
+            Refusal::NoLedger => "no-ledger",
         }
     }
 }
@@ -437,6 +441,28 @@ pub enum SkipReason {
         destination: Destination,
         existing: Target,
     },
+    /// Deletes need ownership: the ledger has no record that sync-routes wrote this route,
+    /// or it recorded another next hop (the route was re-pointed since).
+    #[error("its route for {destination} via {existing} was not written by sync-routes (or was re-pointed since); only routes sync-routes wrote are deleted, left as is")]
+    NotWrittenBySyncRoutes {
+        destination: Destination,
+        existing: Target,
+    },
+    /// The request planned more deletes than `SYNC_MAX_DELETES`: none of them is made.
+    #[error("would delete {destination} via {existing}, but this request plans {planned} deletes, more than SYNC_MAX_DELETES ({max}): none made; if that is meant, run {{\"reconcile\": true, \"vpc-id\": \"{vpc}\", \"max-deletes\": {planned}}}")]
+    DeleteBudgetExceeded {
+        destination: Destination,
+        existing: Target,
+        vpc: String,
+        planned: u32,
+        max: u32,
+    },
+    /// The ledger could not be read, so ownership is unknown: the safe side is no delete.
+    #[error("would delete {destination} via {existing}, but the ledger of sync-routes' own routes could not be read; not deleted")]
+    LedgerUnavailable {
+        destination: Destination,
+        existing: Target,
+    },
 }
 
 impl SkipReason {
@@ -447,6 +473,9 @@ impl SkipReason {
             SkipReason::ForeignOrigin { .. } => "foreign-origin",
             SkipReason::LocalRouteInTable { .. } => "local-route-in-table",
             SkipReason::GatewayEndpointRoute { .. } => "gateway-endpoint-route",
+            SkipReason::NotWrittenBySyncRoutes { .. } => "not-written-by-sync-routes",
+            SkipReason::DeleteBudgetExceeded { .. } => "delete-budget-exceeded",
+            SkipReason::LedgerUnavailable { .. } => "ledger-unavailable",
         }
     }
 
@@ -456,7 +485,10 @@ impl SkipReason {
             SkipReason::ConflictingTarget { existing, .. }
             | SkipReason::PropagatedRouteInTable { existing, .. }
             | SkipReason::ForeignOrigin { existing, .. }
-            | SkipReason::GatewayEndpointRoute { existing, .. } => existing.to_string(),
+            | SkipReason::GatewayEndpointRoute { existing, .. }
+            | SkipReason::NotWrittenBySyncRoutes { existing, .. }
+            | SkipReason::DeleteBudgetExceeded { existing, .. }
+            | SkipReason::LedgerUnavailable { existing, .. } => existing.to_string(),
             SkipReason::LocalRouteInTable { .. } => "local".to_owned(),
         }
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::domain::notice::Notice;
+use crate::domain::ownership::{LedgerChange, Owned, RouteKey};
 use crate::domain::plan::{Destination, RouteTable, Target};
 use crate::domain::request::SyncRequest;
 
@@ -139,4 +140,29 @@ pub trait HandOff: Send + Sync {
         &'a self,
         payload: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
+/// The ledger port: which routes sync-routes wrote (DynamoDB in production, only with
+/// deletes on). Boxed, like `HandOff`, so the engine holds one or none.
+pub trait Ledger: Send + Sync {
+    /// The next hop sync-routes wrote for each of `keys` that it owns; keys it does not own
+    /// are absent. An error means ownership is unknown: the caller makes no delete.
+    fn owned<'a>(
+        &'a self,
+        keys: &'a [RouteKey],
+    ) -> Pin<Box<dyn Future<Output = Result<Owned, AwsError>> + Send + 'a>>;
+
+    /// Records writes and forgets deletes. Returns how many changes could not be applied
+    /// (an unrecorded write stays unowned, so it is never deleted: the safe side).
+    fn apply<'a>(
+        &'a self,
+        changes: &'a [LedgerChange],
+    ) -> Pin<Box<dyn Future<Output = Result<(), LedgerWriteError>> + Send + 'a>>;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{failed} ledger changes not applied: {message}")]
+pub struct LedgerWriteError {
+    pub failed: u32,
+    pub message: String,
 }

@@ -61,6 +61,10 @@ pub enum TableActionTaken {
     /// Not written before the deadline; handed on (see `Outcome::Progressing`).
     Deferred,
     Failed,
+    /// `{"reconcile": true, "adopt": true}`: the route equals the main table's and is now
+    /// recorded as written by sync-routes (its deletes may follow the main table's).
+    Adopted,
+    WouldAdopt,
 }
 
 impl TableActionTaken {
@@ -77,6 +81,8 @@ impl TableActionTaken {
             TableActionTaken::WouldDelete => "would-delete",
             TableActionTaken::Deferred => "deferred",
             TableActionTaken::Failed => "failed",
+            TableActionTaken::Adopted => "adopted",
+            TableActionTaken::WouldAdopt => "would-adopt",
         }
     }
 
@@ -155,6 +161,36 @@ pub struct CallCounts {
     pub hand_offs: u32,
 }
 
+/// The ledger's part in a request (deletes on only): its calls, the writes it could not
+/// record (they stay unowned, so never deleted), and whether ownership could not be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct LedgerCalls {
+    /// BatchGetItem calls: ownership of the planned deletes.
+    pub reads: u32,
+    /// BatchWriteItem calls: writes recorded, deletes forgotten, routes adopted.
+    pub writes: u32,
+    pub write_failures: u32,
+    /// The ledger could not be read: no delete was made.
+    pub unavailable: bool,
+}
+
+/// A request that planned more deletes than its budget: none was made, and these are the
+/// deletes it would have made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeleteBudgetExceeded {
+    pub max_deletes: u32,
+    pub planned: u32,
+    pub would_delete: Vec<HeldBackRoute>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HeldBackRoute {
+    pub vpc_id: String,
+    pub route_table_id: String,
+    pub destination: String,
+    pub next_hop: String,
+}
+
 /// How many (destination, table) pairs ended each way, so a sweep's report stays short:
 /// its `tables` list leaves out the unchanged pairs, these counts do not.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -168,6 +204,13 @@ pub struct Counts {
     pub would_change: u32,
     pub deferred: u32,
     pub failed: u32,
+    /// Routes adopted (or, in a dry run, that would be).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub adopted: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Counts {
@@ -183,6 +226,7 @@ impl Counts {
             | TableActionTaken::WouldDelete => self.would_change += 1,
             TableActionTaken::Deferred => self.deferred += 1,
             TableActionTaken::Failed => self.failed += 1,
+            TableActionTaken::Adopted | TableActionTaken::WouldAdopt => self.adopted += 1,
         }
     }
 
@@ -199,6 +243,7 @@ impl Counts {
             | TableActionTaken::WouldDelete => &mut self.would_change,
             TableActionTaken::Deferred => &mut self.deferred,
             TableActionTaken::Failed => &mut self.failed,
+            TableActionTaken::Adopted | TableActionTaken::WouldAdopt => &mut self.adopted,
         };
         *count = count.saturating_sub(1);
     }
@@ -242,6 +287,12 @@ pub struct Report {
     /// The error behind `failed`, if a call failed before any table could be decided.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Deletes held back because the request planned more than its budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delete_budget_exceeded: Option<DeleteBudgetExceeded>,
+    /// With deletes on: what the ledger of sync-routes' own routes did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ledger: Option<LedgerCalls>,
 }
 
 impl Report {
@@ -271,6 +322,8 @@ impl Report {
             calls: CallCounts::default(),
             notice: NoticeStatus::NotNeeded,
             error: None,
+            delete_budget_exceeded: None,
+            ledger: None,
         }
     }
 
@@ -324,6 +377,8 @@ mod tests {
             TableActionTaken::WouldDelete,
             TableActionTaken::Deferred,
             TableActionTaken::Failed,
+            TableActionTaken::Adopted,
+            TableActionTaken::WouldAdopt,
         ] {
             assert_eq!(serde_json::to_value(action).unwrap(), action.name());
         }

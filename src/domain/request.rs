@@ -41,7 +41,37 @@ pub enum Subject {
     /// whole VPC follows it; a subnet's association change is ignored.
     Association { table_id: String },
     /// One VPC, or every VPC in scope (`None`): a manual reconcile or the scheduled sweep.
-    Reconcile { vpc_id: Option<String> },
+    /// `max_deletes` overrides `SYNC_MAX_DELETES` for this request (a person who means a
+    /// large delete names the VPC and the number).
+    Reconcile {
+        vpc_id: Option<String>,
+        max_deletes: Option<u32>,
+    },
+    /// `{"reconcile": true, "adopt": true}`: records as written by sync-routes every custom
+    /// route in scope that equals the main table's route; writes and deletes no route.
+    Adopt { vpc_id: Option<String> },
+}
+
+impl Subject {
+    /// Whether the request copies a deletion it was told of (a DeleteRoute event): if that
+    /// cannot be done safely now, the request fails so that it is retried.
+    pub fn names_a_deletion(&self) -> bool {
+        match self {
+            Subject::Route { expected, .. } => expected == &Some(MainRoute::Gone),
+            Subject::Routes { routes, .. } => {
+                routes.iter().any(|r| r.expected == Some(MainRoute::Gone))
+            }
+            _ => false,
+        }
+    }
+
+    /// A reconcile of one VPC or every VPC, with the configured delete budget.
+    pub fn reconcile(vpc_id: Option<String>) -> Self {
+        Subject::Reconcile {
+            vpc_id,
+            max_deletes: None,
+        }
+    }
 }
 
 /// One destination of `Subject::Routes`, with what its event expects and who sent it.
@@ -107,6 +137,29 @@ pub enum RequestSource {
         events: u32,
         event_time: Option<SystemTime>,
     },
+}
+
+impl SyncRequest {
+    /// What caused a write of `destination`, for the ledger: the CloudTrail event that named
+    /// it (for a batch, that destination's own event), else the trigger.
+    pub fn cause_of(&self, destination: &Destination) -> String {
+        let source = match &self.subject {
+            Subject::Routes { routes, .. } => routes
+                .iter()
+                .rev()
+                .find(|r| r.destination == *destination)
+                .map_or(&self.source, |r| &r.source),
+            _ => &self.source,
+        };
+        match source {
+            RequestSource::CloudTrail {
+                event_name,
+                event_id: Some(id),
+                ..
+            } => format!("{event_name} event {id}"),
+            other => other.name(),
+        }
+    }
 }
 
 impl RequestSource {

@@ -11,15 +11,18 @@ use tokio::time::Instant;
 
 use crate::domain::notice;
 use crate::domain::outcome::{ignored, merge_rewrite, refused, summarise};
+use crate::domain::ownership;
+use crate::domain::ownership::{LedgerChange, LedgerEntry};
 use crate::domain::plan::{
     self, Action, Destination, Destinations, OwnWrite, Policy, Refusal, RouteTable, Scope, VpcPlan,
 };
 pub use crate::domain::ports::{
-    AwsError, HandOff, Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode,
-    WriteOutcome,
+    AwsError, HandOff, Ledger, Notifier, RetryClass, RouteTables, RouteWrite, WriteError,
+    WriteMode, WriteOutcome,
 };
 use crate::domain::report::{
-    NoticeStatus, Outcome, RefusedRoute, Report, TableActionTaken, TableReport,
+    DeleteBudgetExceeded, HeldBackRoute, NoticeStatus, Outcome, RefusedRoute, Report,
+    TableActionTaken, TableReport,
 };
 use crate::domain::request::{MainRoute, NamedRoute, RequestSource, Subject, SyncRequest};
 use crate::domain::write::{log_table, settled, WriteJob, Written};
@@ -45,6 +48,8 @@ pub struct SyncSettings {
     /// Reads after writing, at most, to check that the tables say what the main table says
     /// (another invocation may have written meanwhile). A quiet VPC needs one.
     pub max_check_reads: u32,
+    /// `SYNC_MAX_DELETES`: a request that plans more deletes than this makes none of them.
+    pub max_deletes: u32,
 }
 
 impl Default for SyncSettings {
@@ -56,6 +61,7 @@ impl Default for SyncSettings {
             consistency_pause: Duration::from_secs(1),
             consistency_retries: 3,
             max_check_reads: 3,
+            max_deletes: 10,
         }
     }
 }
@@ -69,6 +75,8 @@ pub struct Syncer<E, N> {
     ec2: E,
     notifier: Option<N>,
     pub(crate) hand_off: Option<Arc<dyn HandOff>>,
+    /// With deletes on: the record of the routes sync-routes wrote, which alone it deletes.
+    ledger: Option<Arc<dyn Ledger>>,
     /// `watch`: work the deadline leaves is carried on by the next pass, not handed off.
     pub(crate) next_pass_continues: bool,
     /// Set to stop starting writes (`watch` on SIGINT): those in flight finish.
@@ -118,6 +126,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             ec2,
             notifier,
             hand_off: None,
+            ledger: None,
             next_pass_continues: false,
             stop: Arc::default(),
             settings,
@@ -136,6 +145,13 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
     /// invocation instead of failing.
     pub fn with_hand_off(mut self, hand_off: Arc<dyn HandOff>) -> Self {
         self.hand_off = Some(hand_off);
+        self
+    }
+
+    /// Deletes (with `propagate_deletes`) only what this ledger says sync-routes wrote, and
+    /// records every route it writes there. Without one, no delete is ever made.
+    pub fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
+        self.ledger = Some(ledger);
         self
     }
 
@@ -187,7 +203,13 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 report.vpc_id = Some(vpc_id.clone());
             }
             Subject::Association { table_id } => report.route_table_id = Some(table_id.clone()),
-            Subject::Reconcile { vpc_id } => report.vpc_id = vpc_id.clone(),
+            Subject::Reconcile { vpc_id, .. } => report.vpc_id = vpc_id.clone(),
+            Subject::Adopt { vpc_id } => {
+                report.vpc_id = vpc_id.clone();
+                if self.ledger.is_none() {
+                    return refused(report, &Refusal::NoLedger);
+                }
+            }
         }
         let throttled_before = self.ec2.throttled_calls();
 
@@ -229,6 +251,9 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         }
         report.counts.vpcs = plans.len() as u32;
+        if let Subject::Adopt { .. } = request.subject {
+            return self.adopt(&plans, request.dry_run, report).await;
+        }
         if let [plan] = plans.as_slice() {
             report.vpc_id = Some(plan.vpc_id.clone());
             report.main_route_table_id = Some(plan.main_table_id.clone());
@@ -242,6 +267,19 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             }
         }
 
+        let mut budget = DeleteBudget {
+            max: match request.subject {
+                Subject::Reconcile {
+                    max_deletes: Some(max),
+                    ..
+                } => max,
+                _ => self.settings.max_deletes,
+            },
+            used: 0,
+            known: HashMap::new(),
+        };
+        self.gate_deletes(&mut plans, &[], &mut budget, &mut report)
+            .await;
         let mut own = self
             .apply(
                 &plans,
@@ -256,9 +294,17 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         let mut unchecked = BTreeSet::new();
         if !own.is_empty() && report.counts.deferred == 0 {
             unchecked = self
-                .converge(&loaded.scope, &mut plans, &mut own, deadline, &mut report)
+                .converge(
+                    &loaded.scope,
+                    &mut plans,
+                    &mut own,
+                    &mut budget,
+                    deadline,
+                    &mut report,
+                )
                 .await;
         }
+        self.record_own_writes(request, &own, &mut report).await;
         if let ([plan], Some(named)) = (plans.as_slice(), &named) {
             report.target = plan
                 .routes
@@ -278,6 +324,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             _ => "a new invocation",
         };
         summarise(&mut report, &plans, &loaded.scope, carried_by);
+        self.tell_held_back_deletes(request, &mut report);
         if waiting_dropped {
             report.outcome = Outcome::Failed;
             report.message.push_str(
@@ -325,6 +372,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         scope: &Scope,
         plans: &mut [VpcPlan],
         own: &mut Vec<OwnWrite>,
+        budget: &mut DeleteBudget,
         deadline: Instant,
         report: &mut Report,
     ) -> BTreeSet<String> {
@@ -371,7 +419,9 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 };
                 let believed = plan::believe_own_writes(&mut tables, own);
                 match plan::reconcile(&tables, scope, &self.settings.policy) {
-                    Ok(fresh) => {
+                    Ok(mut fresh) => {
+                        self.gate_deletes(std::slice::from_mut(&mut fresh), own, budget, report)
+                            .await;
                         if let Some(slot) = plans.iter_mut().find(|p| p.vpc_id == *vpc) {
                             *slot = fresh.clone();
                         }
@@ -562,7 +612,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     .into()),
                 }
             }
-            Subject::Reconcile { vpc_id: Some(vpc) } => {
+            Subject::Reconcile {
+                vpc_id: Some(vpc), ..
+            }
+            | Subject::Adopt { vpc_id: Some(vpc) } => {
                 self.check_vpc(vpc)?;
                 let tables = self.read_vpc(vpc, deadline, report).await?;
                 if tables.is_empty() {
@@ -574,7 +627,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                     waiting: Vec::new(),
                 })
             }
-            Subject::Reconcile { vpc_id: None } => {
+            Subject::Reconcile { vpc_id: None, .. } | Subject::Adopt { vpc_id: None } => {
                 report.calls.describe_route_tables += 1;
                 let tables = match &policy.vpc_ids {
                     Some(ids) => {
@@ -946,6 +999,239 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         own
     }
 
+    /// Deletes need ownership, and fit the request's budget: every planned delete that the
+    /// ledger does not own (to the next hop the table still has) becomes a skip, and if more
+    /// remain than the budget allows, none is made. `own` are this request's acknowledged
+    /// writes, not yet recorded: they are ours too. Without a readable ledger no delete is
+    /// made (a sweep still does everything else; a DeleteRoute event then fails, retried).
+    async fn gate_deletes(
+        &self,
+        plans: &mut [VpcPlan],
+        own: &[OwnWrite],
+        budget: &mut DeleteBudget,
+        report: &mut Report,
+    ) {
+        let candidates = ownership::delete_candidates(plans);
+        if candidates.is_empty() {
+            return;
+        }
+        let calls = report.ledger.get_or_insert_with(Default::default);
+        // The check after writing plans again: what this request already looked up is known.
+        let unknown: Vec<ownership::RouteKey> = candidates
+            .iter()
+            .filter(|key| !budget.known.contains_key(*key))
+            .cloned()
+            .collect();
+        let owned = match (&self.ledger, unknown.is_empty()) {
+            (None, _) => Err("no ledger is configured (SYNC_LEDGER_TABLE)".to_owned()),
+            (Some(_), true) => Ok(ownership::Owned::new()),
+            (Some(ledger), false) => {
+                calls.reads += 1;
+                ledger.owned(&unknown).await.map_err(|e| e.to_string())
+            }
+        };
+        match owned {
+            Ok(found) => {
+                for key in unknown {
+                    let hop = found.get(&key).cloned();
+                    budget.known.insert(key, hop);
+                }
+                let mut owned: ownership::Owned = budget
+                    .known
+                    .iter()
+                    .filter_map(|(key, hop)| hop.clone().map(|hop| (key.clone(), hop)))
+                    .collect();
+                for write in own {
+                    let key = (write.table_id.clone(), write.destination.clone());
+                    match &write.after {
+                        Some(after) => owned.insert(key, after.id.clone()),
+                        None => owned.remove(&key),
+                    };
+                }
+                let kept = ownership::require_ownership(plans, &owned);
+                tracing::info!(
+                    decision = "ownership",
+                    deletes = candidates.len(),
+                    owned = kept
+                );
+            }
+            Err(error) => {
+                calls.unavailable = true;
+                let held = ownership::without_ledger(plans);
+                tracing::warn!(decision = "ledger-unavailable", deletes = held, error = %error, "the ledger could not be read: no delete is made, everything else goes on");
+            }
+        }
+        let left = budget.max.saturating_sub(budget.used);
+        match ownership::enforce_delete_budget(plans, left) {
+            Some(held) => {
+                tracing::warn!(
+                    decision = "delete-budget-exceeded",
+                    planned = held.len(),
+                    max = budget.max,
+                    "more deletes planned than the budget: none is made"
+                );
+                let exceeded =
+                    report
+                        .delete_budget_exceeded
+                        .get_or_insert_with(|| DeleteBudgetExceeded {
+                            max_deletes: budget.max,
+                            planned: 0,
+                            would_delete: Vec::new(),
+                        });
+                exceeded.planned += held.len() as u32;
+                exceeded
+                    .would_delete
+                    .extend(held.into_iter().map(|h| HeldBackRoute {
+                        vpc_id: h.vpc_id,
+                        route_table_id: h.table_id,
+                        destination: h.destination.to_string(),
+                        next_hop: h.next_hop.to_string(),
+                    }));
+            }
+            None => budget.used += ownership::delete_candidates(plans).len() as u32,
+        }
+    }
+
+    /// Records what this request wrote: a route created or replaced is owned, a route
+    /// deleted leaves the ledger. A record that fails leaves the route unowned (never
+    /// deleted: the safe side), logged and counted (`LedgerWriteFailures`).
+    async fn record_own_writes(
+        &self,
+        request: &SyncRequest,
+        own: &[OwnWrite],
+        report: &mut Report,
+    ) {
+        let Some(ledger) = &self.ledger else {
+            return;
+        };
+        if own.is_empty() {
+            return;
+        }
+        // The last write of a pair is what its table holds.
+        let mut last: BTreeMap<(String, String), &OwnWrite> = BTreeMap::new();
+        for write in own {
+            last.insert(
+                (write.table_id.clone(), write.destination.to_string()),
+                write,
+            );
+        }
+        let now = SystemTime::now();
+        let changes: Vec<LedgerChange> = last
+            .into_values()
+            .map(|write| match &write.after {
+                Some(after) => LedgerChange::Record(LedgerEntry {
+                    vpc_id: write.vpc_id.clone(),
+                    table_id: write.table_id.clone(),
+                    destination: write.destination.clone(),
+                    next_hop: after.clone(),
+                    written_at: now,
+                    request: request.cause_of(&write.destination),
+                }),
+                None => LedgerChange::Forget((write.table_id.clone(), write.destination.clone())),
+            })
+            .collect();
+        let calls = report.ledger.get_or_insert_with(Default::default);
+        calls.writes += 1;
+        if let Err(error) = ledger.apply(&changes).await {
+            calls.write_failures += error.failed;
+            tracing::error!(decision = "ledger-write-failed", failed = error.failed, error = %error, "written routes not recorded stay unowned: they are never deleted");
+        }
+    }
+
+    /// The report and the notice say what the budget held back; a DeleteRoute event whose
+    /// delete could not consult the ledger fails, so that it is retried.
+    fn tell_held_back_deletes(&self, request: &SyncRequest, report: &mut Report) {
+        if let Some(exceeded) = &report.delete_budget_exceeded {
+            report.message.push_str(&format!(
+                "; {} deletes held back, none made: more than the delete budget ({}, SYNC_MAX_DELETES)",
+                exceeded.planned, exceeded.max_deletes
+            ));
+            report
+                .reason
+                .get_or_insert_with(|| "delete-budget-exceeded".to_owned());
+        }
+        if report.ledger.is_some_and(|l| l.unavailable) && request.subject.names_a_deletion() {
+            report.outcome = Outcome::Failed;
+            report.reason = Some("ledger-unavailable".to_owned());
+            report.message.push_str(
+                "; the deletion was not copied: the ledger of sync-routes' own routes could not be read (retried)",
+            );
+        }
+    }
+
+    /// `{"reconcile": true, "adopt": true}`: records as written by sync-routes every custom
+    /// route that equals the main table's (what sync-routes would have written), and nothing
+    /// else; writes and deletes no route. A dry run records nothing.
+    async fn adopt(&self, plans: &[VpcPlan], dry_run: bool, mut report: Report) -> Report {
+        let adoptable = ownership::adoptable(plans);
+        let action = if dry_run {
+            TableActionTaken::WouldAdopt
+        } else {
+            TableActionTaken::Adopted
+        };
+        for (vpc_id, table_id, destination, target) in &adoptable {
+            report.counts.add(action);
+            report.tables.push(TableReport {
+                vpc_id: vpc_id.clone(),
+                route_table_id: table_id.clone(),
+                destination: Some(destination.to_string()),
+                action,
+                before: Some(target.to_string()),
+                after: Some(target.to_string()),
+                code: None,
+                reason: None,
+            });
+        }
+        let what = match plans {
+            [plan] => format!("adopt in {}", plan.vpc_id),
+            _ => format!("adopt in {} VPCs", plans.len()),
+        };
+        let n = adoptable.len();
+        if dry_run {
+            report.outcome = Outcome::DryRun;
+            report.message = format!("dry run, {what}: {n} routes equal the main table's and would be recorded as written by sync-routes");
+            return report;
+        }
+        report.outcome = if n > 0 {
+            Outcome::Synced
+        } else {
+            Outcome::Unchanged
+        };
+        report.message = format!(
+            "{what}: {n} routes equal the main table's, recorded as written by sync-routes"
+        );
+        let Some(ledger) = &self.ledger else {
+            return report; // refused before reading: see `run`
+        };
+        if n == 0 {
+            return report;
+        }
+        let now = SystemTime::now();
+        let changes: Vec<LedgerChange> = adoptable
+            .into_iter()
+            .map(|(vpc_id, table_id, destination, next_hop)| {
+                LedgerChange::Record(LedgerEntry {
+                    vpc_id,
+                    table_id,
+                    destination,
+                    next_hop,
+                    written_at: now,
+                    request: "adopt".to_owned(),
+                })
+            })
+            .collect();
+        let calls = report.ledger.get_or_insert_with(Default::default);
+        calls.writes += 1;
+        if let Err(error) = ledger.apply(&changes).await {
+            calls.write_failures += error.failed;
+            report.outcome = Outcome::Failed;
+            report.error = Some(error.to_string());
+            report.message =
+                format!("{what}: could not record every route ({error}); run it again");
+        }
+        report
+    }
+
     fn cached_vpc(&self, table_id: &str) -> Option<String> {
         self.lock_cache().get(table_id).cloned()
     }
@@ -969,6 +1255,15 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// A request's delete budget: `SYNC_MAX_DELETES`, or a reconcile's `max-deletes`, spent by
+/// the first plan and the check's plans after it.
+struct DeleteBudget {
+    max: u32,
+    used: u32,
+    /// The ledger's answers so far (`None`: not owned), so each route is looked up once.
+    known: HashMap<ownership::RouteKey, Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use futures::stream::{self, StreamExt};
 use tokio::time::Instant;
 
+use crate::domain::ownership;
 use crate::domain::plan::{self, Action, Destination, OwnWrite, RouteTable, Target, VpcPlan};
 use crate::domain::ports::{
     Notifier, RetryClass, RouteTables, RouteWrite, WriteError, WriteMode, WriteOutcome,
@@ -246,7 +247,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
     fn redecide(&self, table: &RouteTable, job: &WriteJob<'_>) -> Action {
         match job.target {
             Some(target) => plan::plan_table(table, job.destination, target),
-            None => plan::plan_delete(table, job.destination, &self.settings().policy),
+            // A delete's ownership was checked against the next hop it planned to remove.
+            None => ownership::redecided_delete(
+                plan::plan_delete(table, job.destination, &self.settings().policy),
+                job.action,
+                job.destination,
+            ),
         }
     }
 }

@@ -559,3 +559,50 @@ pub fn faithful() -> Value {
 pub fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(30)
 }
+
+pub async fn dynamodb() -> aws_sdk_dynamodb::Client {
+    aws_sdk_dynamodb::Client::new(&sdk_config(moto_url()).await)
+}
+
+/// A ledger table as the CDK app creates it, with a name of its own per test.
+pub async fn ledger_table() -> String {
+    let name = format!("sync-routes-ledger-{}", fastrand::u64(..));
+    dynamodb()
+        .await
+        .create_table()
+        .table_name(&name)
+        .billing_mode(aws_sdk_dynamodb::types::BillingMode::PayPerRequest)
+        .attribute_definitions(ledger_attribute("RouteTableId"))
+        .attribute_definitions(ledger_attribute("Destination"))
+        .key_schema(ledger_key(
+            "RouteTableId",
+            aws_sdk_dynamodb::types::KeyType::Hash,
+        ))
+        .key_schema(ledger_key(
+            "Destination",
+            aws_sdk_dynamodb::types::KeyType::Range,
+        ))
+        .send()
+        .await
+        .expect("create the ledger table");
+    name
+}
+
+fn ledger_attribute(name: &str) -> aws_sdk_dynamodb::types::AttributeDefinition {
+    aws_sdk_dynamodb::types::AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(aws_sdk_dynamodb::types::ScalarAttributeType::S)
+        .build()
+        .unwrap()
+}
+
+fn ledger_key(
+    name: &str,
+    kind: aws_sdk_dynamodb::types::KeyType,
+) -> aws_sdk_dynamodb::types::KeySchemaElement {
+    aws_sdk_dynamodb::types::KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .unwrap()
+}

@@ -491,6 +491,27 @@ def test_sns_passthrough_and_fault(proxy_url, control, moto_url):
     assert calls["throttled"] == 0
 
 
+def test_dynamodb_passthrough_and_json_fault(proxy_url, control, moto_url):
+    """The ledger's DynamoDB calls pass through, and an injected fault answers in DynamoDB's
+    JSON error shape, so the SDK reads its code (a ledger outage in the Rust tests)."""
+    direct = boto3.client("dynamodb", endpoint_url=moto_url, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    direct.create_table(TableName="proxy-ledger", BillingMode="PAY_PER_REQUEST",
+                        AttributeDefinitions=[{"AttributeName": "K", "AttributeType": "S"}],
+                        KeySchema=[{"AttributeName": "K", "KeyType": "HASH"}])
+    d = boto3.client("dynamodb", endpoint_url=proxy_url, region_name="us-east-1", config=NO_RETRY,
+                     aws_access_key_id="test", aws_secret_access_key="test")
+    d.batch_write_item(RequestItems={"proxy-ledger": [{"PutRequest": {"Item": {"K": {"S": "a"}}}}]})
+    control.config(inject=[{"action": "BatchGetItem", "service": "dynamodb", "status": 500,
+                            "code": "InternalServerError", "message": "ledger down", "times": 1}])
+    keys = {"proxy-ledger": {"Keys": [{"K": {"S": "a"}}]}}
+    with pytest.raises(ClientError) as ei:
+        d.batch_get_item(RequestItems=keys)
+    assert err(ei) == (500, "InternalServerError", "ledger down")
+    assert d.batch_get_item(RequestItems=keys)["Responses"]["proxy-ledger"] == [{"K": {"S": "a"}}]
+    assert control.calls()["counts"] == {"BatchWriteItem": 1, "BatchGetItem": 2}
+
+
 # ---------------------------------------------------------------------------------------------
 # Config validation of the newer keys
 # ---------------------------------------------------------------------------------------------
