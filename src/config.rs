@@ -24,6 +24,27 @@ pub struct Config {
     pub ledger_table: Option<String>,
     /// `SYNC_MAX_DELETES`: the most routes one request deletes (default 10).
     pub max_deletes: u32,
+    /// An organization's hub (`SYNC_MEMBER_ROLE_NAME` set): how it works in member accounts.
+    pub members: Option<Members>,
+}
+
+/// The hub's access to the organization's member accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Members {
+    /// `SYNC_ACCOUNT_ID`: the hub's own account (the CDK app sets it); requests from any
+    /// other account are worked in that account, through its member role.
+    pub home_account: String,
+    /// `SYNC_MEMBER_ROLE_NAME`: the role assumed in a member account.
+    pub role_name: String,
+    /// `SYNC_MEMBER_EXTERNAL_ID`: the external id the member role's trust requires.
+    pub external_id: Option<String>,
+    /// `SYNC_MEMBER_ACCOUNTS`: the accounts the sweep covers; when set, the only ones the
+    /// hub works in. Unset: any account whose events reach the hub (its bus admits only the
+    /// organization's).
+    pub accounts: Option<Vec<String>>,
+    /// `SYNC_MEMBER_REGIONS`: the regions of each member account the sweep covers (default
+    /// the hub's own region).
+    pub regions: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -140,6 +161,7 @@ impl Config {
                 }),
             },
         };
+        let members = parse_members(&set)?;
         // Without deletes the ledger is never consulted: no call, no latency.
         let ledger_table = ledger_table.filter(|_| policy.propagate_deletes);
         Ok(Self {
@@ -149,6 +171,7 @@ impl Config {
             queue_url,
             ledger_table,
             max_deletes,
+            members,
         })
     }
 
@@ -160,6 +183,114 @@ impl Config {
             ..SyncSettings::default()
         }
     }
+}
+
+fn parse_members(set: &impl Fn(&str) -> Option<String>) -> Result<Option<Members>, ConfigError> {
+    let Some(role_name) = set("SYNC_MEMBER_ROLE_NAME").map(|v| v.trim().to_owned()) else {
+        for variable in [
+            "SYNC_MEMBER_EXTERNAL_ID",
+            "SYNC_MEMBER_ACCOUNTS",
+            "SYNC_MEMBER_REGIONS",
+        ] {
+            if let Some(value) = set(variable) {
+                return Err(ConfigError {
+                    variable,
+                    value,
+                    accepts:
+                        "a value only together with SYNC_MEMBER_ROLE_NAME (an organization's hub)"
+                            .into(),
+                });
+            }
+        }
+        return Ok(None);
+    };
+    // IAM's rule for role names: 1 to 64 of [\w+=,.@-].
+    if role_name.len() > 64
+        || !role_name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+=,.@-".contains(c))
+    {
+        return Err(ConfigError {
+            variable: "SYNC_MEMBER_ROLE_NAME",
+            value: role_name,
+            accepts: "an IAM role name (up to 64 letters, digits and _+=,.@-), such as sync-routes-member".into(),
+        });
+    }
+    let account = |variable: &'static str, value: &str| -> Result<String, ConfigError> {
+        if value.len() == 12 && value.chars().all(|c| c.is_ascii_digit()) {
+            Ok(value.to_owned())
+        } else {
+            Err(ConfigError {
+                variable,
+                value: value.to_owned(),
+                accepts: "12-digit AWS account ids".into(),
+            })
+        }
+    };
+    let home_account = match set("SYNC_ACCOUNT_ID") {
+        Some(v) => account("SYNC_ACCOUNT_ID", v.trim())?,
+        None => {
+            return Err(ConfigError {
+                variable: "SYNC_ACCOUNT_ID",
+                value: String::new(),
+                accepts: "the hub's own 12-digit account id, required with SYNC_MEMBER_ROLE_NAME (the CDK app sets it)".into(),
+            })
+        }
+    };
+    let accounts = match set("SYNC_MEMBER_ACCOUNTS") {
+        None => None,
+        Some(v) => Some(non_empty(
+            "SYNC_MEMBER_ACCOUNTS",
+            &v,
+            "a comma-separated list of 12-digit account ids",
+            list(&v)
+                .map(|a| account("SYNC_MEMBER_ACCOUNTS", a))
+                .collect::<Result<Vec<_>, _>>()?,
+        )?),
+    };
+    let regions = match set("SYNC_MEMBER_REGIONS") {
+        None => Vec::new(),
+        Some(v) => {
+            let regions = list(&v)
+                .map(|r| {
+                    if is_region(r) {
+                        Ok(r.to_owned())
+                    } else {
+                        Err(ConfigError {
+                            variable: "SYNC_MEMBER_REGIONS",
+                            value: r.to_owned(),
+                            accepts: "region names such as eu-west-1".into(),
+                        })
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            non_empty(
+                "SYNC_MEMBER_REGIONS",
+                &v,
+                "a comma-separated list of region names",
+                regions,
+            )?
+        }
+    };
+    Ok(Some(Members {
+        home_account,
+        role_name,
+        external_id: set("SYNC_MEMBER_EXTERNAL_ID").map(|v| v.trim().to_owned()),
+        accounts,
+        regions,
+    }))
+}
+
+/// A region name: `us-east-1`, `eu-central-2`, `us-gov-west-1`, `cn-north-1`.
+pub fn is_region(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_lowercase()))
+        && parts[parts.len() - 1].chars().all(|c| c.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
 }
 
 fn list(value: &str) -> impl Iterator<Item = &str> {
@@ -406,6 +537,59 @@ mod tests {
         .unwrap_err();
         assert!(e.to_string().contains("true or false"), "{e}");
         assert!(!config(&[]).unwrap().policy.propagate_deletes);
+    }
+
+    /// An organization's hub: the member settings need the role name, and are checked.
+    #[test]
+    fn reads_the_member_settings_of_a_hub() {
+        let c = config(&[
+            ("SYNC_MEMBER_ROLE_NAME", "sync-routes-member"),
+            ("SYNC_ACCOUNT_ID", "111111111111"),
+            ("SYNC_MEMBER_EXTERNAL_ID", "s3cr3t-but-not-secret"),
+            ("SYNC_MEMBER_ACCOUNTS", "222222222222, 333333333333"),
+            ("SYNC_MEMBER_REGIONS", "eu-west-1,us-gov-west-1"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.members,
+            Some(Members {
+                home_account: "111111111111".into(),
+                role_name: "sync-routes-member".into(),
+                external_id: Some("s3cr3t-but-not-secret".into()),
+                accounts: Some(vec!["222222222222".into(), "333333333333".into()]),
+                regions: vec!["eu-west-1".into(), "us-gov-west-1".into()],
+            })
+        );
+        assert_eq!(config(&[]).unwrap().members, None);
+        let role = ("SYNC_MEMBER_ROLE_NAME", "sync-routes-member");
+        let home = ("SYNC_ACCOUNT_ID", "111111111111");
+        for (env, variable) in [
+            (
+                vec![("SYNC_MEMBER_ACCOUNTS", "222222222222")],
+                "SYNC_MEMBER_ACCOUNTS",
+            ),
+            (vec![role], "SYNC_ACCOUNT_ID"),
+            (vec![role, ("SYNC_ACCOUNT_ID", "1111")], "SYNC_ACCOUNT_ID"),
+            (
+                vec![role, home, ("SYNC_MEMBER_ACCOUNTS", "22222222222x")],
+                "SYNC_MEMBER_ACCOUNTS",
+            ),
+            (
+                vec![role, home, ("SYNC_MEMBER_ACCOUNTS", ",")],
+                "SYNC_MEMBER_ACCOUNTS",
+            ),
+            (
+                vec![role, home, ("SYNC_MEMBER_REGIONS", "eu-west")],
+                "SYNC_MEMBER_REGIONS",
+            ),
+            (
+                vec![("SYNC_MEMBER_ROLE_NAME", "a role"), home],
+                "SYNC_MEMBER_ROLE_NAME",
+            ),
+        ] {
+            let e = config(&env).unwrap_err();
+            assert_eq!(e.variable, variable, "{env:?}: {e}");
+        }
     }
 
     /// Only owned routes are deleted, so deletes need the ledger that records ownership;

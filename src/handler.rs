@@ -78,6 +78,14 @@ async fn run_request<E: RouteTables, N: Notifier>(
     report
 }
 
+/// Logs and measures a report made outside the engine (an organization's hub refusing an
+/// account), as every report is.
+pub fn finish(report: Report) -> Report {
+    log_done(&report, None);
+    emit_metrics(&report, None);
+    report
+}
+
 fn log_done(report: &Report, message_id: Option<&str>) {
     let json = serde_json::to_string(report).unwrap_or_default();
     match message_id {

@@ -29,6 +29,7 @@ pub mod domain {
     pub mod write;
 }
 pub mod config;
+pub mod fleet;
 pub mod handler;
 pub mod runtime;
 pub mod summary;

@@ -33,6 +33,11 @@ environment:
   SYNC_MAX_CONCURRENT_WRITES  route writes in flight per request (default 16)
   SYNC_QUEUE_URL              the work queue, where unfinished work goes back (unset: the
                               function invokes itself)
+  SYNC_LEDGER_TABLE           with deletes: the DynamoDB table of the routes it wrote
+  SYNC_MAX_DELETES            most routes one request deletes (default 10)
+  SYNC_MEMBER_ROLE_NAME       an organization's hub: the role it assumes in member accounts
+                              (with SYNC_ACCOUNT_ID, SYNC_MEMBER_EXTERNAL_ID,
+                              SYNC_MEMBER_ACCOUNTS, SYNC_MEMBER_REGIONS)
   AWS_REGION, AWS_PROFILE, AWS_ENDPOINT_URL ...  the AWS SDK's own settings";
 
 /// How long `invoke` may retry before it reports; a Lambda invocation uses its deadline.
@@ -71,15 +76,15 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: &Config) -> ExitCode {
-    let (syncer, region) = runtime::build_for_lambda(config).await;
-    let (syncer, region) = (&syncer, region.as_deref());
+    let fleet = runtime::fleet(config, true).await;
+    let fleet = &fleet;
     let handler = service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         let payload = event.payload.get();
         if let Some(batch) = trigger::sqs_batch(payload) {
             // The work queue's event source mapping: never a Lambda error, which would make
             // SQS deliver the whole batch again; the failed records are named instead.
             let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);
-            let response = handler::handle_batch(syncer, region, batch, deadline).await;
+            let response = fleet.handle_batch(batch, deadline).await;
             return serde_json::to_value(response).map_err(|e| Diagnostic {
                 error_type: "Serialize".to_owned(),
                 error_message: e.to_string(),
@@ -97,7 +102,7 @@ async fn serve(config: &Config) -> ExitCode {
         } else {
             runtime::deadline_from_epoch_ms(event.context.deadline)
         };
-        let report = handler::handle(syncer, region, payload, deadline).await;
+        let report = fleet.handle(payload, deadline).await;
         if http {
             // The original tool's HTTP API: the caller gets a status and the report.
             return serde_json::to_value(handler::http_response(&report)).map_err(|e| Diagnostic {
@@ -164,9 +169,9 @@ async fn invoke(config: &Config, file: &str, json: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (syncer, region) = runtime::build(config).await;
+    let fleet = runtime::fleet(config, false).await;
     let deadline = tokio::time::Instant::now() + INVOKE_BUDGET;
-    let report = handler::handle(&syncer, region.as_deref(), &payload, deadline).await;
+    let report = fleet.handle(&payload, deadline).await;
     if json || !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
         match serde_json::to_string_pretty(&report) {
             Ok(json) => println!("{json}"),

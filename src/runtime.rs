@@ -18,6 +18,7 @@ use crate::adapters::sqs::SqsContinuation;
 use crate::config::Config;
 use crate::domain::plan::TargetKind;
 use crate::domain::sync::Syncer;
+use crate::fleet::Fleet;
 
 pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 
@@ -40,6 +41,23 @@ pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
 /// function (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
 pub async fn build_for_lambda(config: &Config) -> (AwsSyncer, Option<String>) {
     let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    build_for_lambda_with(config, &shared)
+}
+
+/// The engines of every account and region the function works in (one, unless it is an
+/// organization's hub): on Lambda with its hand-off, else as `build`.
+pub async fn fleet(config: &Config, on_lambda: bool) -> Fleet {
+    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let (syncer, region) = match on_lambda {
+        true => build_for_lambda_with(config, &shared),
+        false => build_with(config, &shared),
+    };
+    Fleet::new(syncer, region, config, shared)
+}
+
+/// As `build_for_lambda`, from an SDK configuration made elsewhere.
+pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<String>) {
+    let shared = shared.clone();
     let (syncer, region) = build_with(config, &shared);
     let syncer = match (&config.queue_url, std::env::var("AWS_LAMBDA_FUNCTION_NAME")) {
         (Some(queue_url), _) => {
@@ -76,7 +94,14 @@ fn after_the_deadline() -> TimeoutConfig {
 /// As `build`, from an SDK configuration made elsewhere (tests point it at an emulator).
 pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<String>) {
     let region = shared.region().map(|r| r.to_string());
-    let ec2_config = aws_sdk_ec2::config::Builder::from(shared)
+    (assemble(config, shared, shared), region)
+}
+
+/// The engine, its EC2 client from `ec2_shared` (an organization's hub: a member account's
+/// credentials and region) and its notices and ledger from `hub_shared` (the function's own).
+pub fn assemble(config: &Config, ec2_shared: &SdkConfig, hub_shared: &SdkConfig) -> AwsSyncer {
+    let shared = hub_shared;
+    let ec2_config = aws_sdk_ec2::config::Builder::from(ec2_shared)
         // `adapters::retry` retries EC2 calls against the invocation's deadline.
         .retry_config(RetryConfig::disabled())
         .timeout_config(
@@ -110,7 +135,7 @@ pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<Str
         let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config);
         syncer = syncer.with_ledger(Arc::new(DynamoLedger::new(client, table.clone())));
     }
-    (syncer, region)
+    syncer
 }
 
 /// DynamoDB answers in milliseconds; the ledger is consulted before deletes and written after

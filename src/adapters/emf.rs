@@ -60,9 +60,17 @@ pub fn metrics_line(
         metrics.insert(0, json!({"Name": "EventLag", "Unit": "Milliseconds"}));
         line["EventLag"] = lag.into();
     }
+    // A hub's work per account: the same metrics by account too (one account per line).
+    let dimensions = match &report.account {
+        Some(account) => {
+            line["Account"] = account.clone().into();
+            json!([["FunctionName"], ["FunctionName", "Account"]])
+        }
+        None => json!([["FunctionName"]]),
+    };
     line["_aws"]["CloudWatchMetrics"] = json!([{
         "Namespace": NAMESPACE,
-        "Dimensions": [["FunctionName"]],
+        "Dimensions": dimensions,
         "Metrics": metrics,
     }]);
     line

@@ -60,4 +60,12 @@ impl HandOff for SqsContinuation {
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(self.send(payload.to_owned(), Duration::ZERO))
     }
+
+    fn send_after<'a>(
+        &'a self,
+        payload: &'a str,
+        delay: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(self.send(payload.to_owned(), delay))
+    }
 }

@@ -124,6 +124,72 @@ pub fn parse(payload: &str, region: Option<&str>) -> Result<Trigger, InputError>
     }
 }
 
+/// Where a payload's work is: the account and region an EventBridge event came from (a
+/// member's, forwarded to an organization's hub, keeps its own), or that a manual request
+/// names (`"account"`, `"region"`). `None`: the function's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    pub account: Option<String>,
+    pub region: Option<String>,
+}
+
+/// The `Location` of a payload, checked: an account is 12 digits, a region a region name.
+/// An API Gateway request is always the function's own.
+pub fn location_of(payload: &str) -> Result<Location, InputError> {
+    let value: Value =
+        serde_json::from_str(payload).map_err(|e| InputError::NotJson(e.to_string()))?;
+    let Some(object) = value.as_object().filter(|o| !is_api_gateway(o)) else {
+        return Ok(Location::default());
+    };
+    let field = |name: &'static str| match object.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(InputError::Invalid {
+            field: name,
+            value: other.to_string(),
+            what: "string",
+        }),
+    };
+    let account = field("account")?;
+    if let Some(account) = &account {
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+            return Err(InputError::Invalid {
+                field: "account",
+                value: account.clone(),
+                what: "12-digit AWS account id",
+            });
+        }
+    }
+    let region = field("region")?;
+    if let Some(region) = &region {
+        if !crate::config::is_region(region) {
+            return Err(InputError::Invalid {
+                field: "region",
+                value: region.clone(),
+                what: "region name",
+            });
+        }
+    }
+    Ok(Location { account, region })
+}
+
+/// A continuation payload that keeps its work where it was: the account and region of a
+/// member are written into it (both payload shapes read them at the top level).
+pub fn stamp(payload: &str, location: &Location) -> String {
+    let Ok(mut value) = serde_json::from_str::<Value>(payload) else {
+        return payload.to_owned();
+    };
+    if let Some(object) = value.as_object_mut() {
+        if let Some(account) = &location.account {
+            object.insert("account".into(), account.clone().into());
+        }
+        if let Some(region) = &location.region {
+            object.insert("region".into(), region.clone().into());
+        }
+    }
+    value.to_string()
+}
+
 fn is_api_gateway(object: &serde_json::Map<String, Value>) -> bool {
     object.contains_key("httpMethod") && object.contains_key("requestContext")
 }
@@ -178,6 +244,8 @@ fn from_api_gateway(event: ApiGatewayProxyRequest) -> Result<SyncRequest, InputE
         .map_err(|e| InputError::BadManualRequest(format!("the body is not valid: {e}")))?;
     let path = |name: &str| event.path_parameters.get(name).cloned();
     let mut request = from_manual(ManualRequest {
+        account: None,
+        region: None,
         vpc_id: Some(valid_id("vpc-id", path("vpc-id"), "vpc-")?),
         route_table_id: path("route-table-id"),
         destination_cidr_block: body.destination_cidr_block,
@@ -464,6 +532,12 @@ struct ReconcileRequest {
     adopt: bool,
     /// Set by the function itself when it hands a reconcile on (see `hand_off_payload`).
     hand_off: Option<u32>,
+    /// An organization's hub: the account and region to work in, read by `location_of`
+    /// before the request is parsed (here they are only admitted).
+    #[allow(dead_code)]
+    account: Option<String>,
+    #[allow(dead_code)]
+    region: Option<String>,
 }
 
 fn from_reconcile(request: ReconcileRequest) -> Result<SyncRequest, InputError> {
@@ -683,6 +757,12 @@ struct ManualRequest {
     dry_run: Option<bool>,
     /// Set by the function itself when it hands a request on (see `hand_off_payload`).
     hand_off: Option<u32>,
+    /// An organization's hub: the account and region to work in, read by `location_of`
+    /// before the request is parsed (here they are only admitted).
+    #[allow(dead_code)]
+    account: Option<String>,
+    #[allow(dead_code)]
+    region: Option<String>,
 }
 
 fn from_manual(request: ManualRequest) -> Result<SyncRequest, InputError> {

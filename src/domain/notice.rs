@@ -71,6 +71,10 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
     // Writing to a String cannot fail.
     let _ = writeln!(body, "{}", report.message);
     let _ = writeln!(body);
+    if let Some(account) = &report.account {
+        let region = report.region.as_deref().unwrap_or_default();
+        let _ = writeln!(body, "Account:     {account} ({region})");
+    }
     let _ = writeln!(body, "VPC:         {vpc}");
     if let Some(main) = &report.main_route_table_id {
         let _ = writeln!(body, "Main table:  {main}");
@@ -180,7 +184,10 @@ pub fn notice_for(report: &Report, request: &SyncRequest) -> Option<Notice> {
             ("vpc_id", vpc.to_owned()),
             ("changed_tables", changed.to_string()),
             ("failed_tables", failed.to_string()),
-        ],
+        ]
+        .into_iter()
+        .chain(report.account.clone().map(|a| ("account", a)))
+        .collect(),
     })
 }
 

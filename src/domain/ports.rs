@@ -140,6 +140,16 @@ pub trait HandOff: Send + Sync {
         &'a self,
         payload: &'a str,
     ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>>;
+
+    /// Sends a payload made elsewhere (an organization's hub writes the member account into
+    /// it), at the earliest after `delay` where the port can wait.
+    fn send_after<'a>(
+        &'a self,
+        payload: &'a str,
+        _delay: Duration,
+    ) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send + 'a>> {
+        self.resend(payload)
+    }
 }
 
 /// The ledger port: which routes sync-routes wrote (DynamoDB in production, only with

@@ -261,6 +261,11 @@ pub struct Report {
     /// What asked: the CloudTrail event name, `schedule`, `manual`, `http` or `watch`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trigger: Option<String>,
+    /// The AWS account worked in, for an organization's hub (its own or a member's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
     /// A stable code for refusals, ignores and rejections (`not-main-table` ...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -293,6 +298,20 @@ pub struct Report {
     /// With deletes on: what the ledger of sync-routes' own routes did.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ledger: Option<LedgerCalls>,
+    /// A hub's sweep: the member accounts and regions it covers, each queued as its own
+    /// reconcile (or, without a queue, run here).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub accounts: Vec<AccountWork>,
+}
+
+/// One account and region of a hub's sweep.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountWork {
+    pub account: String,
+    pub region: String,
+    /// `queued`, or the outcome of the reconcile when it ran here.
+    pub outcome: String,
+    pub message: String,
 }
 
 impl Report {
@@ -309,6 +328,8 @@ impl Report {
             outcome,
             message,
             trigger: None,
+            account: None,
+            region: None,
             reason: None,
             vpc_id: None,
             route_table_id: None,
@@ -324,6 +345,7 @@ impl Report {
             error: None,
             delete_budget_exceeded: None,
             ledger: None,
+            accounts: Vec::new(),
         }
     }
 

@@ -77,6 +77,9 @@ pub struct Syncer<E, N> {
     pub(crate) hand_off: Option<Arc<dyn HandOff>>,
     /// With deletes on: the record of the routes sync-routes wrote, which alone it deletes.
     ledger: Option<Arc<dyn Ledger>>,
+    /// An organization's hub: the account and region this engine works in, for reports,
+    /// logs and notices.
+    place: Option<(String, String)>,
     /// `watch`: work the deadline leaves is carried on by the next pass, not handed off.
     pub(crate) next_pass_continues: bool,
     /// Set to stop starting writes (`watch` on SIGINT): those in flight finish.
@@ -127,6 +130,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             notifier,
             hand_off: None,
             ledger: None,
+            place: None,
             next_pass_continues: false,
             stop: Arc::default(),
             settings,
@@ -152,6 +156,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
     /// records every route it writes there. Without one, no delete is ever made.
     pub fn with_ledger(mut self, ledger: Arc<dyn Ledger>) -> Self {
         self.ledger = Some(ledger);
+        self
+    }
+
+    /// Names the account and region this engine works in (a hub's own or a member's).
+    pub fn in_account(mut self, account: &str, region: &str) -> Self {
+        self.place = Some((account.to_owned(), region.to_owned()));
         self
     }
 
@@ -181,6 +191,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         let mut report = Report::new(Outcome::Failed, String::new());
         report.trigger = Some(request.source.name());
         report.dry_run = request.dry_run;
+        if let Some((account, region)) = &self.place {
+            report.account = Some(account.clone());
+            report.region = Some(region.clone());
+        }
         match &request.subject {
             Subject::Route {
                 table_id,
