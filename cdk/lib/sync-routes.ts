@@ -475,6 +475,9 @@ export class SyncRoutes extends Construct {
       environment.SYNC_MAX_DELETES = String(props.maxDeletes ?? 10);
     }
     if (hub) {
+      // The hub's own account: the function works there with its own role, and assumes the
+      // member role in any other (it refuses SYNC_MEMBER_ROLE_NAME without it).
+      environment.SYNC_ACCOUNT_ID = Aws.ACCOUNT_ID;
       environment.SYNC_MEMBER_ROLE_NAME = memberRoleName;
       if (props.memberExternalId !== undefined) {
         environment.SYNC_MEMBER_EXTERNAL_ID = props.memberExternalId;

@@ -763,6 +763,7 @@ describe('organization hub (organizationId)', () => {
     const assumes = allPolicyStatements(single).filter(({ statement }) => [statement.Action].flat().includes('sts:AssumeRole'));
     expect(assumes.map(({ resource }) => resource)).toEqual([`${ROLE} (AWS::IAM::Role)`]);
     expect(json).not.toContain('SYNC_MEMBER_');
+    expect(json).not.toContain('SYNC_ACCOUNT_ID');
     expect(single.toJSON().Outputs.HubEventBusArn).toBeUndefined();
   });
 
@@ -779,6 +780,14 @@ describe('organization hub (organizationId)', () => {
     const resource = allPolicyStatements(named).find(({ statement }) => statement.Sid === 'AssumeMemberRoles')!.statement.Resource;
     expect(resource).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/netops-sync']] });
     expect(functionEnvironment(named).SYNC_MEMBER_ROLE_NAME).toBe('netops-sync');
+  });
+
+  test('function: SYNC_ACCOUNT_ID is the stack\'s own account (the function refuses SYNC_MEMBER_ROLE_NAME without it)', () => {
+    expect(functionEnvironment(template).SYNC_ACCOUNT_ID).toEqual({ Ref: 'AWS::AccountId' });
+    // A stack with an explicit environment (-c regions=...) gets the deploying account too.
+    const app = newApp(HUB);
+    const regional = new SyncRoutesStack(app, 'SyncRoutes-eu-west-1', { env: { region: 'eu-west-1', account: '999999999999' } });
+    expect(functionEnvironment(Template.fromStack(regional)).SYNC_ACCOUNT_ID).toEqual({ Ref: 'AWS::AccountId' });
   });
 
   test('function: the member role name, external id, accounts and regions, only those given; a warning without an external id', () => {
