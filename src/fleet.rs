@@ -114,7 +114,7 @@ impl Fleet {
                 ));
             }
         };
-        match hub.place(&location).await {
+        match hub.place(&location, &self.home).await {
             Ok(Place::Home) => {
                 let mut report = handler::handle(&self.home, region, payload, deadline).await;
                 if let Some(dry_run) = scheduled_sweep(payload, region) {
@@ -169,7 +169,7 @@ impl Fleet {
                     .collect();
                 let mut group = SqsEvent::default();
                 group.records = records;
-                match hub.place(&location).await {
+                match hub.place(&location, &self.home).await {
                     Ok(Place::Home) => {
                         handler::handle_batch(&self.home, region, group, deadline).await
                     }
@@ -244,7 +244,7 @@ impl Fleet {
                 let mut done = Vec::new();
                 for location in locations {
                     let body = payload(&location);
-                    let member = match hub.place(&location).await {
+                    let member = match hub.place(&location, &self.home).await {
                         Ok(Place::Elsewhere(engine, region)) => {
                             handler::handle(&engine, Some(&region), &body, deadline).await
                         }
@@ -369,7 +369,7 @@ impl Hub {
     /// The engine for a location: the function's own, or one for that account and region
     /// (made once, its member role's credentials checked on every use and refreshed before
     /// they expire).
-    async fn place(&self, location: &Location) -> Result<Place, Refusal> {
+    async fn place(&self, location: &Location, home: &AwsSyncer) -> Result<Place, Refusal> {
         let location = self.normalize(location);
         if self.is_home(&location) {
             return Ok(Place::Home);
@@ -417,7 +417,7 @@ impl Hub {
                 RoleCredentials(role),
             )));
         }
-        let mut engine = runtime::assemble(&self.config, &ec2_config.build(), &self.shared)
+        let mut engine = runtime::assemble_member(&self.config, &ec2_config.build(), home)
             .in_account(&account, &region);
         if let Some(queue) = &self.queue {
             engine = engine.with_hand_off(Arc::new(Stamped {

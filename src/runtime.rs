@@ -101,6 +101,44 @@ pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<Str
 /// credentials and region) and its notices and ledger from `hub_shared` (the function's own).
 pub fn assemble(config: &Config, ec2_shared: &SdkConfig, hub_shared: &SdkConfig) -> AwsSyncer {
     let shared = hub_shared;
+    let notifier = config.sns_topic_arn.clone().map(|topic| {
+        let sns_config = aws_sdk_sns::config::Builder::from(shared)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(after_the_deadline())
+            .build();
+        SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
+    });
+    let mut syncer = Syncer::new(
+        ec2_route_tables(config, ec2_shared),
+        notifier,
+        config.sync_settings(),
+    );
+    if let Some(table) = &config.ledger_table {
+        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(shared)
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(ledger_timeouts())
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config);
+        syncer = syncer.with_ledger(Arc::new(DynamoLedger::new(client, table.clone())));
+    }
+    syncer
+}
+
+/// An engine for a member account and region of an organization's hub: its own EC2 client
+/// (and so its own pacing of that account's buckets), the hub's notices and ledger.
+pub fn assemble_member(config: &Config, ec2_shared: &SdkConfig, hub: &AwsSyncer) -> AwsSyncer {
+    let mut syncer = Syncer::new(
+        ec2_route_tables(config, ec2_shared),
+        hub.notifier().cloned(),
+        config.sync_settings(),
+    );
+    if let Some(ledger) = hub.ledger() {
+        syncer = syncer.with_ledger(ledger.clone());
+    }
+    syncer
+}
+
+fn ec2_route_tables(config: &Config, ec2_shared: &SdkConfig) -> Ec2RouteTables {
     let ec2_config = aws_sdk_ec2::config::Builder::from(ec2_shared)
         // `adapters::retry` retries EC2 calls against the invocation's deadline.
         .retry_config(RetryConfig::disabled())
@@ -119,23 +157,7 @@ pub fn assemble(config: &Config, ec2_shared: &SdkConfig, hub_shared: &SdkConfig)
     {
         ec2 = ec2.telling_endpoint_types_apart();
     }
-    let notifier = config.sns_topic_arn.clone().map(|topic| {
-        let sns_config = aws_sdk_sns::config::Builder::from(shared)
-            .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(after_the_deadline())
-            .build();
-        SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
-    });
-    let mut syncer = Syncer::new(ec2, notifier, config.sync_settings());
-    if let Some(table) = &config.ledger_table {
-        let dynamodb_config = aws_sdk_dynamodb::config::Builder::from(shared)
-            .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(ledger_timeouts())
-            .build();
-        let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config);
-        syncer = syncer.with_ledger(Arc::new(DynamoLedger::new(client, table.clone())));
-    }
-    syncer
+    ec2
 }
 
 /// DynamoDB answers in milliseconds; the ledger is consulted before deletes and written after

@@ -7,6 +7,9 @@ use aws_sdk_sns::Client;
 use crate::domain::notice::Notice;
 use crate::domain::sync::Notifier;
 
+/// Cheap to clone (the client is a handle): an organization's hub shares one among its
+/// engines.
+#[derive(Clone)]
 pub struct SnsNotifier {
     client: Client,
     topic_arn: String,

@@ -172,6 +172,16 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         self
     }
 
+    /// The notices' port, for an organization's hub to share among its engines.
+    pub fn notifier(&self) -> Option<&N> {
+        self.notifier.as_ref()
+    }
+
+    /// The ledger, for an organization's hub to share among its engines.
+    pub fn ledger(&self) -> Option<&Arc<dyn Ledger>> {
+        self.ledger.as_ref()
+    }
+
     pub fn settings(&self) -> &SyncSettings {
         &self.settings
     }
