@@ -44,7 +44,7 @@ step "CDK: type check, jest and cdk-nag, synth, cfn-lint"
     -c propagateDeletes=true -c destinations=10.0.0.0/8
   # An organization: the hub and the member template a StackSet deploys (and the member
   # pattern test reads).
-  npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")" -o cdk.out.org -c organizationId=o-exampleorg1
+  npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")" -o cdk.out.org -c organizationId=o-exampleorg1 -c memberExternalId=example-external-id
 )
 cfn-lint cdk/cdk.out/SyncRoutes.template.json
 cfn-lint cdk/cdk.out.org/SyncRoutes.template.json cdk/cdk.out.org/SyncRoutesMember.template.json

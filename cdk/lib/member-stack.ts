@@ -4,17 +4,19 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
-import { DEFAULT_MEMBER_ROLE_NAME, HUB_BUS_NAME, hubRoleName } from './organization';
+import {
+  DEFAULT_MEMBER_ROLE_NAME,
+  EXTERNAL_ID_CHARACTERS,
+  HUB_BUS_NAME,
+  hubRoleName,
+  IAM_ROLE_NAME_PATTERN,
+  MEMBER_EXTERNAL_ID_MAX_LENGTH,
+  MEMBER_EXTERNAL_ID_MIN_LENGTH,
+} from './organization';
 import { triggerDetailPattern } from './sync-routes';
 
 /** Construct id and stack name of the member template (`cdk.out/SyncRoutesMember.template.json`). */
 export const MEMBER_STACK_NAME = 'SyncRoutesMember';
-
-/**
- * Shortest external id the member template accepts. STS takes 2 characters; an external id
- * is not a secret, but a short one is easy to reuse by accident across tenants of a hub.
- */
-export const MEMBER_EXTERNAL_ID_MIN_LENGTH = 8;
 
 /**
  * The member template of an organization (`-c organizationId=o-...`), deployed by a
@@ -74,16 +76,17 @@ export class SyncRoutesMemberStack extends Stack {
       type: 'String',
       description: 'Name of the role the hub assumes in this account (the hub\'s memberRoleName, SYNC_MEMBER_ROLE_NAME)',
       default: this.node.tryGetContext('memberRoleName') || DEFAULT_MEMBER_ROLE_NAME,
-      allowedPattern: '^[\\w+=,.@-]{1,64}$',
+      allowedPattern: IAM_ROLE_NAME_PATTERN.source,
       constraintDescription: 'must be an IAM role name (letters, digits and +=,.@_-, at most 64)',
     }).valueAsString;
     const externalId = new CfnParameter(this, 'ExternalId', {
       type: 'String',
       description: 'External id the hub passes when it assumes the member role (the hub\'s memberExternalId, SYNC_MEMBER_EXTERNAL_ID)',
       minLength: MEMBER_EXTERNAL_ID_MIN_LENGTH,
-      maxLength: 1224,
-      allowedPattern: '^[\\w+=,.@:/-]+$',
-      constraintDescription: `must be ${MEMBER_EXTERNAL_ID_MIN_LENGTH} to 1224 of the characters STS accepts (letters, digits and +=,.@:/_-)`,
+      maxLength: MEMBER_EXTERNAL_ID_MAX_LENGTH,
+      allowedPattern: `^${EXTERNAL_ID_CHARACTERS}+$`,
+      constraintDescription:
+        `must be ${MEMBER_EXTERNAL_ID_MIN_LENGTH} to ${MEMBER_EXTERNAL_ID_MAX_LENGTH} of the characters STS accepts (letters, digits and +=,.@:/_-)`,
     }).valueAsString;
 
     // IAM names are global to an account, and a StackSet deploys this template once per

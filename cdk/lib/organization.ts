@@ -20,3 +20,19 @@ export function hubRoleName(region: string): string {
 
 /** An AWS Organizations ID, as `aws organizations describe-organization` prints it. */
 export const ORGANIZATION_ID_PATTERN = /^o-[a-z0-9]{10,32}$/;
+
+/** An IAM role name (`memberRoleName`, the member template's `MemberRoleName`). */
+export const IAM_ROLE_NAME_PATTERN = /^[\w+=,.@-]{1,64}$/;
+
+/**
+ * Shortest external id the hub and the member template accept (`memberExternalId`, the
+ * member template's `ExternalId`). STS takes 2 characters; an external id is not a secret,
+ * but a short one is easy to reuse by accident across tenants of a hub.
+ */
+export const MEMBER_EXTERNAL_ID_MIN_LENGTH = 8;
+
+/** Longest external id STS accepts. */
+export const MEMBER_EXTERNAL_ID_MAX_LENGTH = 1224;
+
+/** The characters STS accepts in an external id (a regular expression's character class). */
+export const EXTERNAL_ID_CHARACTERS = '[\\w+=,.@:/-]';

@@ -17,7 +17,16 @@ import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import { Construct } from 'constructs';
 import { syncRoutesCode } from './lambda-code';
-import { DEFAULT_MEMBER_ROLE_NAME, HUB_BUS_NAME, hubRoleName, ORGANIZATION_ID_PATTERN } from './organization';
+import {
+  DEFAULT_MEMBER_ROLE_NAME,
+  EXTERNAL_ID_CHARACTERS,
+  HUB_BUS_NAME,
+  hubRoleName,
+  IAM_ROLE_NAME_PATTERN,
+  MEMBER_EXTERNAL_ID_MAX_LENGTH,
+  MEMBER_EXTERNAL_ID_MIN_LENGTH,
+  ORGANIZATION_ID_PATTERN,
+} from './organization';
 
 /** Route target kinds the function knows (`SYNC_TARGET_KINDS`). */
 export const SYNC_TARGET_KINDS = [
@@ -286,10 +295,13 @@ export interface SyncRoutesProps {
   readonly memberRoleName?: string;
 
   /**
-   * External id the hub passes when it assumes a member role (`SYNC_MEMBER_EXTERNAL_ID`); the
-   * member template's `ExternalId`. Needs `organizationId`.
+   * External id the hub passes when it assumes a member role (`SYNC_MEMBER_EXTERNAL_ID`): the
+   * same value as the member StackSet's `ExternalId` parameter, and like it 8 to 1224 of the
+   * characters STS accepts. Required with `organizationId`: the member role's trust policy
+   * requires `sts:ExternalId`, so a hub without one could never assume it. Needs
+   * `organizationId`.
    *
-   * @default - none passed
+   * @default - none: only valid without `organizationId`
    */
   readonly memberExternalId?: string;
 
@@ -562,13 +574,6 @@ export class SyncRoutes extends Construct {
     }
     if (props.organizationId !== undefined) {
       [this.hubBus, this.hubRule] = this.createHubBus(props.organizationId, memberRoleName, propagateDeletes, maxEventAge);
-      if (props.memberExternalId === undefined) {
-        Annotations.of(this).addWarningV2(
-          'sync-routes:hubWithoutExternalId',
-          'organizationId without memberExternalId: the member template\'s role admits the hub only with its ExternalId, ' +
-            'so this hub could not assume it; give the same value as the member StackSet\'s ExternalId parameter',
-        );
-      }
     }
 
     // --- Alarms -------------------------------------------------------------------------
@@ -1254,8 +1259,19 @@ function validateHubProps(props: SyncRoutesProps): void {
     }
   };
   check('organizationId', organizationId, ORGANIZATION_ID_PATTERN, 'an AWS Organizations ID (o- and 10 to 32 lowercase letters or digits)');
-  check('memberRoleName', props.memberRoleName, /^[\w+=,.@-]{1,64}$/, 'an IAM role name (letters, digits and +=,.@_-, at most 64)');
-  check('memberExternalId', props.memberExternalId, /^[\w+=,.@:/-]{2,1224}$/, 'an external id STS accepts (2 to 1224 of letters, digits and +=,.@:/_-)');
+  check('memberRoleName', props.memberRoleName, IAM_ROLE_NAME_PATTERN, 'an IAM role name (letters, digits and +=,.@_-, at most 64)');
+  const min = MEMBER_EXTERNAL_ID_MIN_LENGTH;
+  const max = MEMBER_EXTERNAL_ID_MAX_LENGTH;
+  const externalIdRule = `${min} to ${max} of letters, digits and +=,.@:/_-`;
+  if (props.memberExternalId === undefined) {
+    throw new Error(
+      'organizationId needs memberExternalId: the member template\'s role admits the hub only with sts:ExternalId, ' +
+        'so a hub without one could never assume it. Give the value of the member StackSet\'s ExternalId parameter ' +
+        `(-c memberExternalId=..., ${externalIdRule})`,
+    );
+  }
+  const externalId = new RegExp(`^${EXTERNAL_ID_CHARACTERS}{${min},${max}}$`);
+  check('memberExternalId', props.memberExternalId, externalId, `an external id the member template's ExternalId parameter accepts (${externalIdRule})`);
   for (const account of props.memberAccounts ?? []) {
     check('memberAccounts', account, /^\d{12}$/, 'a 12-digit AWS account ID');
   }

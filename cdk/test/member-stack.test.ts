@@ -4,7 +4,7 @@ import { addStacks } from '../lib/app';
 import { MEMBER_STACK_NAME, SyncRoutesMemberStack } from '../lib/member-stack';
 import { allPolicyStatements, nagCheck, newApp } from './helpers';
 
-const ORG = { organizationId: 'o-exampleorg1' };
+const ORG = { organizationId: 'o-exampleorg1', memberExternalId: 'example-external-id' };
 // Logical IDs are stable (they derive from construct paths), so tests may name them.
 const MEMBER_ROLE = 'MemberRoleD41984AC';
 const FORWARDING_ROLE = 'ForwardingRole7C571F0A';
@@ -84,6 +84,22 @@ describe('member template', () => {
     expect(json.Parameters.ExternalId).toEqual(expect.objectContaining({ Type: 'String', MinLength: 8, MaxLength: 1224 }));
     expect(json.Parameters.ExternalId.Default).toBeUndefined();
     expect(json.Parameters.ExternalId.NoEcho).toBeUndefined(); // an external id is not a secret
+  });
+
+  test('the hub\'s memberExternalId accepts exactly what the ExternalId parameter accepts', () => {
+    const { MinLength, MaxLength, AllowedPattern } = json.Parameters.ExternalId;
+    const memberAccepts = (id: string) => id.length >= MinLength && id.length <= MaxLength && new RegExp(AllowedPattern).test(id);
+    const hubAccepts = (id: string) => {
+      try {
+        addStacks(newApp({ ...ORG, memberExternalId: id }));
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    const samples = ['x'.repeat(7), 'x'.repeat(8), 'sync-routes+=,.@:/_5f2c9a', 'x'.repeat(1224), 'x'.repeat(1225), 'with space', 'semi;colon'];
+    expect(samples.map(hubAccepts)).toEqual(samples.map(memberAccepts));
+    expect(samples.map(memberAccepts)).toEqual([false, true, true, true, false, false, false]);
   });
 
   test('memberRoleName context sets the MemberRoleName default', () => {

@@ -1,4 +1,4 @@
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { App, CfnParameter, Duration, Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as s3 from 'aws-cdk-lib/aws-s3';
@@ -25,13 +25,10 @@ const HUB_RULE = 'SyncRoutesHubRule1ABDED39';
 
 /** Deletes on: they need destinations. */
 const DELETES = { destinations: '10.0.0.0/8', propagateDeletes: 'true' };
+/** A hub with only what it needs: the organization and the member template's external id. */
+const HUB_MINIMAL = { organizationId: 'o-a1b2c3d4e5', memberExternalId: 'sync-routes-example-id' };
 /** A hub, with every organization option. */
-const HUB = {
-  organizationId: 'o-a1b2c3d4e5',
-  memberExternalId: 'sync-routes-example-id',
-  memberAccounts: '111122223333, 444455556666',
-  memberRegions: 'eu-west-1,us-east-1',
-};
+const HUB = { ...HUB_MINIMAL, memberAccounts: '111122223333, 444455556666', memberRegions: 'eu-west-1,us-east-1' };
 
 /** `arn:${Partition}:ec2:${Region}:${AccountId}:<rest>` as CDK renders it. */
 const ec2Arn = (rest: string) => ({
@@ -776,7 +773,7 @@ describe('organization hub (organizationId)', () => {
       Action: 'sts:AssumeRole',
       Resource: { 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/sync-routes-member']] },
     }]);
-    const named = synthStack({ organizationId: 'o-a1b2c3d4e5', memberRoleName: 'netops-sync' }).template;
+    const named = synthStack({ ...HUB_MINIMAL, memberRoleName: 'netops-sync' }).template;
     const resource = allPolicyStatements(named).find(({ statement }) => statement.Sid === 'AssumeMemberRoles')!.statement.Resource;
     expect(resource).toEqual({ 'Fn::Join': ['', ['arn:', { Ref: 'AWS::Partition' }, ':iam::*:role/netops-sync']] });
     expect(functionEnvironment(named).SYNC_MEMBER_ROLE_NAME).toBe('netops-sync');
@@ -790,20 +787,34 @@ describe('organization hub (organizationId)', () => {
     expect(functionEnvironment(Template.fromStack(regional)).SYNC_ACCOUNT_ID).toEqual({ Ref: 'AWS::AccountId' });
   });
 
-  test('function: the member role name, external id, accounts and regions, only those given; a warning without an external id', () => {
+  test('function: the member role name, external id, accounts and regions, only those given', () => {
     expect(functionEnvironment(template)).toEqual(expect.objectContaining({
       SYNC_MEMBER_ROLE_NAME: 'sync-routes-member',
       SYNC_MEMBER_EXTERNAL_ID: 'sync-routes-example-id',
       SYNC_MEMBER_ACCOUNTS: '111122223333,444455556666',
       SYNC_MEMBER_REGIONS: 'eu-west-1,us-east-1',
     }));
-    const bare = synthStack({ organizationId: 'o-a1b2c3d4e5' });
-    expect(Object.keys(functionEnvironment(bare.template)).filter((k) => k.startsWith('SYNC_MEMBER_'))).toEqual(['SYNC_MEMBER_ROLE_NAME']);
-    // The member template's role requires an external id: without one the hub cannot get in.
-    const warning = Match.stringLikeRegexp('organizationId without memberExternalId');
-    expect(Annotations.fromStack(bare.stack).findWarning('*', warning)).toHaveLength(1);
-    const { stack } = synthStack(HUB);
-    expect(Annotations.fromStack(stack).findWarning('*', warning)).toHaveLength(0);
+    const minimal = synthStack(HUB_MINIMAL).template;
+    expect(Object.keys(functionEnvironment(minimal)).filter((k) => k.startsWith('SYNC_MEMBER_')).sort())
+      .toEqual(['SYNC_MEMBER_EXTERNAL_ID', 'SYNC_MEMBER_ROLE_NAME']);
+  });
+
+  test('organizationId without memberExternalId is refused: the member role\'s trust requires sts:ExternalId', () => {
+    for (const context of [{ organizationId: 'o-a1b2c3d4e5' }, { organizationId: 'o-a1b2c3d4e5', memberExternalId: '' }]) {
+      expect(() => synthStack(context)).toThrow(/organizationId needs memberExternalId: .*ExternalId parameter \(-c memberExternalId=\.\.\., 8 to 1224/);
+    }
+    // The member template's ExternalId parameter's length: 7 characters are refused, 8 accepted.
+    expect(() => synthStack({ ...HUB_MINIMAL, memberExternalId: 'x'.repeat(7) })).toThrow(/memberExternalId: 'xxxxxxx' is not an external id the member template's ExternalId parameter accepts \(8 to 1224/);
+    expect(functionEnvironment(synthStack({ ...HUB_MINIMAL, memberExternalId: 'x'.repeat(8) }).template).SYNC_MEMBER_EXTERNAL_ID).toBe('xxxxxxxx');
+    expect(() => synthStack({ ...HUB_MINIMAL, memberExternalId: 'x'.repeat(1225) })).toThrow(/memberExternalId/);
+  });
+
+  test('a memberExternalId given as a token (a stack parameter) is not checked at synth', () => {
+    const app = newApp();
+    const stack = new Stack(app, 'Embedding');
+    const externalId = new CfnParameter(stack, 'ExternalId', { type: 'String' }).valueAsString;
+    new SyncRoutes(stack, 'SyncRoutes', { code: lambda.Code.fromAsset(PLACEHOLDER_ASSET), organizationId: 'o-a1b2c3d4e5', memberExternalId: externalId });
+    expect(functionEnvironment(Template.fromStack(stack)).SYNC_MEMBER_EXTERNAL_ID).toEqual({ Ref: 'ExternalId' });
   });
 
   test('dashboard: routes written and tables failed per account, by a search', () => {
