@@ -976,7 +976,6 @@ export class SyncRoutes extends Construct {
     propagateDeletes: boolean,
     readsEndpoints: boolean,
   ): void {
-    const stack = Stack.of(this);
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'WriteOwnLogs',
@@ -992,7 +991,10 @@ export class SyncRoutes extends Construct {
         resources: ['*'],
       }),
     );
-    const routeTables = stack.formatArn({ service: 'ec2', resource: 'route-table', resourceName: '*' });
+    // Tokens, not stack.formatArn: with -c regions=... the stack's region (and account) are
+    // literals, which would change the ARN that cdk-nag's acknowledgement below names.
+    const thisAccountAndRegion = `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}`;
+    const routeTables = `${thisAccountAndRegion}:route-table/*`;
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'WriteRoutes',
@@ -1000,7 +1002,7 @@ export class SyncRoutes extends Construct {
         actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', ...(propagateDeletes ? ['ec2:DeleteRoute'] : [])],
         resources: [routeTables],
         conditions: vpcIds?.length
-          ? { ArnEquals: { 'ec2:Vpc': vpcIds.map((vpc) => stack.formatArn({ service: 'ec2', resource: 'vpc', resourceName: vpc })) } }
+          ? { ArnEquals: { 'ec2:Vpc': vpcIds.map((vpc) => `${thisAccountAndRegion}:vpc/${vpc}`) } }
           : undefined,
       }),
     );

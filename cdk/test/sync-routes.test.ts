@@ -877,6 +877,17 @@ describe('cdk-nag AwsSolutions', () => {
     expect(pluginReports).toEqual([]);
   });
 
+  test('stacks with an explicit environment (-c regions=...) have no unacknowledged finding either', () => {
+    // Their region (and with CDK_DEFAULT_ACCOUNT their account) is a literal, not a token: the
+    // acknowledged ARNs must not change with it.
+    const app = newApp({ regions: 'eu-west-1,us-east-1', vpcIds: 'vpc-0123456789abcdef0' });
+    addStacks(app);
+    new SyncRoutesStack(app, 'SyncRoutes-ap-southeast-2', { env: { region: 'ap-southeast-2', account: '111111111111' } });
+    const { error, pluginReports } = nagCheck(app);
+    expect(error).toBe('');
+    expect(pluginReports).toEqual([]);
+  });
+
   test('no finding with httpEndpoint on either', () => {
     const app = newApp({ httpEndpoint: 'true' });
     new SyncRoutesStack(app, 'SyncRoutes', { stackName: 'SyncRoutes' });
