@@ -1,6 +1,7 @@
 import { App } from 'aws-cdk-lib';
 import { MEMBER_STACK_NAME, SyncRoutesMemberStack } from './member-stack';
 import { ORGANIZATION_ID_PATTERN } from './organization';
+import { REGION_PATTERN } from './sync-routes';
 import { SyncRoutesStack } from './sync-routes-stack';
 
 /**
@@ -37,7 +38,7 @@ function addHubStacks(app: App): SyncRoutesStack[] {
     return [new SyncRoutesStack(app, 'SyncRoutes', { stackName: 'SyncRoutes' })];
   }
   return regions.map((region, i) => {
-    if (!/^[a-z]{2}(-[a-z]+)+-\d$/.test(region)) {
+    if (!REGION_PATTERN.test(region)) {
       throw new Error(`regions: '${region}' is not an AWS region name (us-east-1)`);
     }
     const name = `SyncRoutes-${region}`;

@@ -4,6 +4,7 @@ import * as targets from 'aws-cdk-lib/aws-events-targets';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { parseBoolean, parseList, parseString } from './context';
 import {
   DEFAULT_MEMBER_ROLE_NAME,
   EXTERNAL_ID_CHARACTERS,
@@ -13,7 +14,7 @@ import {
   MEMBER_EXTERNAL_ID_MAX_LENGTH,
   MEMBER_EXTERNAL_ID_MIN_LENGTH,
 } from './organization';
-import { triggerDetailPattern } from './sync-routes';
+import { acknowledgeRoutePermissions, REGION_PATTERN, routePermissions, RoutePermissionsOptions, triggerDetailPattern } from './sync-routes';
 
 /** Construct id and stack name of the member template (`cdk.out/SyncRoutesMember.template.json`). */
 export const MEMBER_STACK_NAME = 'SyncRoutesMember';
@@ -56,8 +57,13 @@ export class SyncRoutesMemberStack extends Stack {
       analyticsReporting: false,
       ...props,
     });
-    const propagateDeletes = [true, 'true'].includes(this.node.tryGetContext('propagateDeletes'));
-    const readsEndpoints = contextList(this.node.tryGetContext('syncTargetKinds')).includes('vpc-endpoint');
+    // The hub role's EC2 permissions, for this account's route tables in every region (the
+    // hub syncs each region of the account through this one role); jest compares the two.
+    const routes: RoutePermissionsOptions = {
+      propagateDeletes: parseBoolean(this.node.tryGetContext('propagateDeletes'), 'propagateDeletes'),
+      readsEndpoints: parseList(this.node.tryGetContext('syncTargetKinds'))?.includes('vpc-endpoint') ?? false,
+      everyRegion: true,
+    };
 
     // --- Parameters: what differs between organizations ------------------------------------
     const hubAccountId = new CfnParameter(this, 'HubAccountId', {
@@ -69,13 +75,13 @@ export class SyncRoutesMemberStack extends Stack {
     const hubRegion = new CfnParameter(this, 'HubRegion', {
       type: 'String',
       description: 'Region of the sync-routes hub; the member role is created by the stack instance in this region',
-      allowedPattern: '^[a-z]{2}(-[a-z]+)+-\\d$',
+      allowedPattern: REGION_PATTERN.source,
       constraintDescription: 'must be an AWS region name such as eu-west-1',
     }).valueAsString;
     const memberRoleName = new CfnParameter(this, 'MemberRoleName', {
       type: 'String',
       description: 'Name of the role the hub assumes in this account (the hub\'s memberRoleName, SYNC_MEMBER_ROLE_NAME)',
-      default: this.node.tryGetContext('memberRoleName') || DEFAULT_MEMBER_ROLE_NAME,
+      default: parseString(this.node.tryGetContext('memberRoleName')) ?? DEFAULT_MEMBER_ROLE_NAME,
       allowedPattern: IAM_ROLE_NAME_PATTERN.source,
       constraintDescription: 'must be an IAM role name (letters, digits and +=,.@_-, at most 64)',
     }).valueAsString;
@@ -130,7 +136,7 @@ export class SyncRoutesMemberStack extends Stack {
       eventPattern: {
         source: ['aws.ec2'],
         detailType: ['AWS API Call via CloudTrail'],
-        detail: triggerDetailPattern(memberRoleByName, propagateDeletes),
+        detail: triggerDetailPattern(memberRoleByName, routes.propagateDeletes),
       },
       // A bus in another account admitting the organization (aws:PrincipalOrgID) needs the
       // sender to name a role; the target grants it events:PutEvents on that bus only.
@@ -159,22 +165,10 @@ export class SyncRoutesMemberStack extends Stack {
         StringEquals: { 'sts:ExternalId': externalId },
         ArnEquals: { 'aws:PrincipalArn': hubRoleArn },
       }),
-      inlinePolicies: { SyncRoutes: memberPolicy(propagateDeletes, readsEndpoints) },
+      inlinePolicies: { SyncRoutes: new iam.PolicyDocument({ statements: routePermissions(routes) }) },
     });
     (this.memberRole.node.defaultChild as iam.CfnRole).cfnOptions.condition = this.inHubRegion;
-    const ack = Validations.of(this.memberRole);
-    ack.acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'ec2:DescribeRouteTables (and, with vpc-endpoint in syncTargetKinds, ec2:DescribeVpcEndpoints) support no ' +
-        'resource-level permissions; they are the only actions on "*".',
-    });
-    ack.acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:*:<AWS::AccountId>:route-table/*]',
-      reason:
-        'Route tables are created at any time and cannot be listed in advance; the resource is limited to route tables ' +
-        'of this account, in every region because one role (IAM is global) serves the hub in each region of the account.',
-    });
+    acknowledgeRoutePermissions(this.memberRole, routes);
 
     Tags.of(this).add('project', 'sync-routes');
     new CfnOutput(this, 'MemberRoleArn', {
@@ -191,32 +185,4 @@ export class SyncRoutesMemberStack extends Stack {
       description: 'Route changes EventBridge could not deliver to the hub bus (see their ERROR_MESSAGE attribute)',
     });
   }
-}
-
-/**
- * The hub's EC2 permissions, for this account's route tables in every region. They must stay
- * the hub role's own EC2 actions (jest compares the two templates): DeleteRoute only with
- * deletes on, DescribeVpcEndpoints only for vpc-endpoint routes.
- */
-function memberPolicy(propagateDeletes: boolean, readsEndpoints: boolean): iam.PolicyDocument {
-  return new iam.PolicyDocument({
-    statements: [
-      new iam.PolicyStatement({
-        sid: 'ReadRouteTables',
-        // Describe* calls support no resource-level permissions.
-        actions: ['ec2:DescribeRouteTables', ...(readsEndpoints ? ['ec2:DescribeVpcEndpoints'] : [])],
-        resources: ['*'],
-      }),
-      new iam.PolicyStatement({
-        sid: 'WriteRoutes',
-        actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', ...(propagateDeletes ? ['ec2:DeleteRoute'] : [])],
-        resources: [`arn:${Aws.PARTITION}:ec2:*:${Aws.ACCOUNT_ID}:route-table/*`],
-      }),
-    ],
-  });
-}
-
-/** `a,b` (from -c) or `["a","b"]` (from cdk.json); the hub stack validates the values. */
-function contextList(value: unknown): string[] {
-  return (Array.isArray(value) ? value : String(value ?? '').split(',')).map((v) => String(v).trim());
 }

@@ -2,6 +2,7 @@ import { CfnOutput, CfnParameter, Duration, Stack, StackProps, Tags } from 'aws-
 import * as events from 'aws-cdk-lib/aws-events';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
+import { parseBoolean, parseList, parseNumber, parseString } from './context';
 import { syncRoutesCode } from './lambda-code';
 import { SyncRoutes, SyncTargetKind } from './sync-routes';
 
@@ -169,26 +170,6 @@ function parseArchitecture(value: unknown): lambda.Architecture {
   }
 }
 
-/** Context values given with -c are strings; cdk.json values may be real booleans. */
-function parseBoolean(value: unknown, name: string): boolean {
-  if (value === undefined || value === false || value === 'false' || value === '') {
-    return false;
-  }
-  if (value === true || value === 'true') {
-    return true;
-  }
-  throw new Error(`${name} must be true or false, not '${value}'`);
-}
-
-/** `a,b` (from -c) or `["a","b"]` (from cdk.json) to a list; empty means not given. */
-function parseList(value: unknown): string[] | undefined {
-  if (value === undefined || value === '') {
-    return undefined;
-  }
-  const list = (Array.isArray(value) ? value : String(value).split(',')).map((v) => String(v).trim()).filter(Boolean);
-  return list.length ? list : undefined;
-}
-
 /** `-c sweep=off` disables the sweep; `-c sweepSchedule='rate(5 minutes)'` sets it. */
 function parseSweep(sweep: unknown, schedule: unknown): events.Schedule | false | undefined {
   if (sweep === 'off' || sweep === false || sweep === 'false') {
@@ -205,22 +186,6 @@ function parseSweep(sweep: unknown, schedule: unknown): events.Schedule | false 
     throw new Error(`sweepSchedule must be an EventBridge schedule expression such as rate(15 minutes), not '${expression}'`);
   }
   return events.Schedule.expression(expression);
-}
-
-function parseNumber(value: unknown, name: string): number | undefined {
-  if (value === undefined || value === '') {
-    return undefined;
-  }
-  const n = Number(value);
-  if (!Number.isFinite(n)) {
-    throw new Error(`${name} must be a number, not '${value}'`);
-  }
-  return n;
-}
-
-/** A context value as a string; empty means not given. */
-function parseString(value: unknown): string | undefined {
-  return value === undefined || value === '' ? undefined : String(value);
 }
 
 function seconds(value: number | undefined): Duration | undefined {

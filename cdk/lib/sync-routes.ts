@@ -15,7 +15,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import * as apigateway from 'aws-cdk-lib/aws-apigateway';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { syncRoutesCode } from './lambda-code';
 import {
   DEFAULT_MEMBER_ROLE_NAME,
@@ -448,7 +448,7 @@ export class SyncRoutes extends Construct {
     // Only routes to Gateway Load Balancer endpoints need the endpoints' types (an S3 or
     // DynamoDB gateway endpoint's route reads the same and is never copied).
     const readsEndpoints = props.syncTargetKinds?.includes('vpc-endpoint') ?? false;
-    this.grantFunctionPermissions(logGroup, props.vpcIds, propagateDeletes, readsEndpoints);
+    this.grantFunctionPermissions(logGroup, { propagateDeletes, readsEndpoints, vpcIds: props.vpcIds });
     // An invocation that meets its deadline puts the rest of its work back on its own queue
     // (a continuation); nothing else is sent, so SendMessage on this queue only.
     this.role.addToPolicy(
@@ -970,12 +970,7 @@ export class SyncRoutes extends Construct {
     }
   }
 
-  private grantFunctionPermissions(
-    logGroup: logs.LogGroup,
-    vpcIds: string[] | undefined,
-    propagateDeletes: boolean,
-    readsEndpoints: boolean,
-  ): void {
+  private grantFunctionPermissions(logGroup: logs.LogGroup, routes: RoutePermissionsOptions): void {
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'WriteOwnLogs',
@@ -983,29 +978,8 @@ export class SyncRoutes extends Construct {
         resources: [logGroup.logGroupArn],
       }),
     );
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'ReadRouteTables',
-        // Describe* calls support no resource-level permissions.
-        actions: ['ec2:DescribeRouteTables', ...(readsEndpoints ? ['ec2:DescribeVpcEndpoints'] : [])],
-        resources: ['*'],
-      }),
-    );
-    // Tokens, not stack.formatArn: with -c regions=... the stack's region (and account) are
-    // literals, which would change the ARN that cdk-nag's acknowledgement below names.
-    const thisAccountAndRegion = `arn:${Aws.PARTITION}:ec2:${Aws.REGION}:${Aws.ACCOUNT_ID}`;
-    const routeTables = `${thisAccountAndRegion}:route-table/*`;
-    this.role.addToPolicy(
-      new iam.PolicyStatement({
-        sid: 'WriteRoutes',
-        // DeleteRoute only when deletes are on: off, the role cannot delete a route at all.
-        actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', ...(propagateDeletes ? ['ec2:DeleteRoute'] : [])],
-        resources: [routeTables],
-        conditions: vpcIds?.length
-          ? { ArnEquals: { 'ec2:Vpc': vpcIds.map((vpc) => `${thisAccountAndRegion}:vpc/${vpc}`) } }
-          : undefined,
-      }),
-    );
+    routePermissions(routes).forEach((statement) => this.role.addToPolicy(statement));
+    acknowledgeRoutePermissions(this.role, routes);
     this.role.addToPolicy(
       new iam.PolicyStatement({
         sid: 'PublishAlerts',
@@ -1022,20 +996,6 @@ export class SyncRoutes extends Construct {
         resources: [this.topicKey.keyArn],
       }),
     );
-
-    const ack = Validations.of(this.role);
-    ack.acknowledge({
-      id: 'AwsSolutions-IAM5[Resource::*]',
-      reason:
-        'ec2:DescribeRouteTables (and, with vpc-endpoint in syncTargetKinds, ec2:DescribeVpcEndpoints) support no ' +
-        'resource-level permissions; they are the only actions on "*".',
-    });
-    ack.acknowledge({
-      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:<AWS::Region>:<AWS::AccountId>:route-table/*]`,
-      reason:
-        'Route tables are created at any time and cannot be listed in advance; the resource is limited to route tables ' +
-        'of this account and region, and the vpcIds option narrows it to given VPCs with the ec2:Vpc condition key.',
-    });
   }
 
   private createTrail(): cloudtrail.Trail {
@@ -1063,6 +1023,73 @@ export class SyncRoutes extends Construct {
       managementEvents: cloudtrail.ReadWriteType.WRITE_ONLY,
     });
   }
+}
+
+/** Options of {@link routePermissions}: the function's settings that change its EC2 permissions. */
+export interface RoutePermissionsOptions {
+  /** `ec2:DeleteRoute` too (`propagateDeletes`); without it the role cannot delete a route at all. */
+  readonly propagateDeletes: boolean;
+  /** `ec2:DescribeVpcEndpoints` too (`vpc-endpoint` in `syncTargetKinds`). */
+  readonly readsEndpoints: boolean;
+  /**
+   * Route tables of the account in every region rather than the stack's region: a member
+   * role, one role (IAM names are global) through which the hub syncs each region of the account.
+   *
+   * @default false
+   */
+  readonly everyRegion?: boolean;
+  /**
+   * Write routes only in these VPCs (IDs, of the stack's account and region), with the
+   * `ec2:Vpc` condition key.
+   *
+   * @default - every VPC
+   */
+  readonly vpcIds?: string[];
+}
+
+/**
+ * The EC2 permissions of sync-routes, for the hub's (or a single account's) function role and
+ * for a member role alike: `ReadRouteTables` on `*` and `WriteRoutes` on the account's route
+ * tables. Give their role {@link acknowledgeRoutePermissions} too.
+ */
+export function routePermissions(options: RoutePermissionsOptions): iam.PolicyStatement[] {
+  // Tokens, not stack.formatArn: with -c regions=... the stack's region (and account) are
+  // literals, which would change the ARN that the acknowledgement names.
+  const arnPrefix = `arn:${Aws.PARTITION}:ec2:${options.everyRegion ? '*' : Aws.REGION}:${Aws.ACCOUNT_ID}`;
+  const vpcIds = options.vpcIds ?? [];
+  return [
+    new iam.PolicyStatement({
+      sid: 'ReadRouteTables',
+      // Describe* calls support no resource-level permissions.
+      actions: ['ec2:DescribeRouteTables', ...(options.readsEndpoints ? ['ec2:DescribeVpcEndpoints'] : [])],
+      resources: ['*'],
+    }),
+    new iam.PolicyStatement({
+      sid: 'WriteRoutes',
+      actions: ['ec2:CreateRoute', 'ec2:ReplaceRoute', ...(options.propagateDeletes ? ['ec2:DeleteRoute'] : [])],
+      resources: [`${arnPrefix}:route-table/*`],
+      conditions: vpcIds.length ? { ArnEquals: { 'ec2:Vpc': vpcIds.map((vpc) => `${arnPrefix}:vpc/${vpc}`) } } : undefined,
+    }),
+  ];
+}
+
+/** cdk-nag's two findings on {@link routePermissions} (their wildcard resources), acknowledged on the role that has them. */
+export function acknowledgeRoutePermissions(role: IConstruct, options: RoutePermissionsOptions): void {
+  const ack = Validations.of(role);
+  ack.acknowledge({
+    id: 'AwsSolutions-IAM5[Resource::*]',
+    reason:
+      'ec2:DescribeRouteTables (and, with vpc-endpoint in syncTargetKinds, ec2:DescribeVpcEndpoints) support no ' +
+      'resource-level permissions; they are the only actions on "*".',
+  });
+  ack.acknowledge({
+    id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ec2:${options.everyRegion ? '*' : '<AWS::Region>'}:<AWS::AccountId>:route-table/*]`,
+    reason:
+      'Route tables are created at any time and cannot be listed in advance; the resource is limited to route tables ' +
+      (options.everyRegion
+        ? 'of this account, in every region because one role (IAM is global) serves the hub in each region of the account.'
+        : 'of this account and region, and the vpcIds option narrows it to given VPCs with the ec2:Vpc condition key.'),
+  });
 }
 
 /**
