@@ -34,9 +34,10 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  * - `httpEndpoint`: `true` for the original tool's HTTP API (`httpBurstLimit`, `httpRateLimit`,
  *   `httpStageName`: its stage, default `v1` as the original's client script calls it)
  * - `organizationId`: `o-...` to make this stack the organization's hub (the `sync-routes` bus,
- *   `HubEventBusArn` output, for the member template's rules); with it `memberRoleName`
- *   (default `sync-routes-member`), `memberExternalId`, `memberAccounts` and `memberRegions`
- *   (comma-separated: the accounts and regions the sweep covers, default this region)
+ *   `HubEventBusArn` output, for the member template's rules); with it `memberExternalId`
+ *   (required: the member StackSet's `ExternalId`, 8 to 1224 characters), `memberRoleName`
+ *   (default `sync-routes-member`), `memberAccounts` and `memberRegions` (comma-separated: the
+ *   accounts and regions the sweep covers, default this region)
  * - `architecture`: `x86_64` (default) or `arm64`
  * - `lambdaAsset`: directory holding a prebuilt `bootstrap` (nothing is built then)
  */
