@@ -307,10 +307,11 @@ export interface SyncRoutesProps {
 
   /**
    * Member accounts the sweep covers (`SYNC_MEMBER_ACCOUNTS`, 12-digit IDs), each in each of
-   * `memberRegions`. Route changes forwarded by any account of the organization are synced
-   * whether listed or not. Needs `organizationId`.
+   * `memberRegions`; when given, also the only accounts the hub works in: a route change
+   * forwarded by an account not listed is refused (the hub does not assume its role there),
+   * fails, and ends in the work dead-letter queue. Needs `organizationId`.
    *
-   * @default - the sweep covers this account only
+   * @default - the sweep covers this account only; forwarded changes of any account of the organization are synced
    */
   readonly memberAccounts?: string[];
 
