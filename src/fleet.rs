@@ -381,30 +381,33 @@ impl Hub {
             region: region.clone(),
             message,
         };
-        let credentials = if account == self.members.home_account {
-            None // another region of the hub's own account: its own credentials
-        } else {
-            if let Some(accounts) = &self.members.accounts {
-                if !accounts.contains(&account) {
-                    return Err(refusal(format!(
-                        "account {account} is not in SYNC_MEMBER_ACCOUNTS: the hub does not assume {} there, and did nothing",
-                        self.role_arn(&account, &region)
-                    )));
-                }
-            }
-            let role = self.role(&account, &region).await;
-            if let Err(error) = role.credentials().await {
+        if account == self.members.home_account {
+            // The hub's role writes routes in its own region only, and member roles are for
+            // other accounts: a change there is a separate deployment's (README).
+            return Err(refusal(format!(
+                "the hub works in its own account {account} only in its own region {}; deploy a sync-routes stack in {region} for this account's routes there, nothing was done",
+                self.home_region
+            )));
+        }
+        if let Some(accounts) = &self.members.accounts {
+            if !accounts.contains(&account) {
                 return Err(refusal(format!(
-                    "could not assume {} in account {account} ({}): {error}; nothing was done in that account",
-                    role.role_arn,
-                    match self.members.external_id {
-                        Some(_) => "with SYNC_MEMBER_EXTERNAL_ID",
-                        None => "without an external id",
-                    }
+                    "account {account} is not in SYNC_MEMBER_ACCOUNTS: the hub does not assume {} there, and did nothing",
+                    self.role_arn(&account, &region)
                 )));
             }
-            Some(role)
-        };
+        }
+        let role = self.role(&account, &region).await;
+        if let Err(error) = role.credentials().await {
+            return Err(refusal(format!(
+                "could not assume {} in account {account} ({}): {error}; nothing was done in that account",
+                role.role_arn,
+                match self.members.external_id {
+                    Some(_) => "with SYNC_MEMBER_EXTERNAL_ID",
+                    None => "without an external id",
+                }
+            )));
+        }
         let mut engines = self.engines.lock().await;
         let key = (account.clone(), region.clone());
         if let Some(engine) = engines.get(&key) {
@@ -412,11 +415,8 @@ impl Hub {
         }
         let mut ec2_config = self.shared.to_builder();
         ec2_config.set_region(Some(Region::new(region.clone())));
-        if let Some(role) = credentials {
-            ec2_config.set_credentials_provider(Some(SharedCredentialsProvider::new(
-                RoleCredentials(role),
-            )));
-        }
+        ec2_config
+            .set_credentials_provider(Some(SharedCredentialsProvider::new(RoleCredentials(role))));
         let mut engine = runtime::assemble_member(&self.config, &ec2_config.build(), home)
             .in_account(&account, &region);
         if let Some(queue) = &self.queue {

@@ -252,6 +252,24 @@ async fn an_account_outside_the_list_or_a_refused_role_fails_that_work_only() {
         "{}",
         refused.message
     );
+    // The hub's own account in another region is a separate deployment's, not the hub's.
+    let mut elsewhere: Value = serde_json::from_str(&event_of(
+        HUB,
+        "rtb-0a1b2c3d4e5f60001",
+        "eni-0a1b2c3d4e5f60002",
+    ))
+    .unwrap();
+    elsewhere["region"] = "eu-west-1".into();
+    elsewhere["detail"]["awsRegion"] = "eu-west-1".into();
+    let other_region = fleet.handle(&elsewhere.to_string(), deadline()).await;
+    assert_eq!(other_region.outcome, Outcome::Failed, "{other_region:#?}");
+    assert!(
+        other_region
+            .message
+            .contains("only in its own region us-east-1"),
+        "{}",
+        other_region.message
+    );
     assert_eq!(proxy.count("DescribeRouteTables"), 0);
     assert_eq!(proxy.writes(), 0);
 }

@@ -41,7 +41,8 @@ def load_template() -> dict[str, Any]:
         pytest.fail(
             f"{TEMPLATE} is missing: synthesize the organization app first, as tests/run.sh's CDK step does "
             "(`cd cdk && npx cdk synth --quiet -c lambdaAsset=test/fixtures/lambda-placeholder "
-            "-c organizationId=o-exampleorg1 -o cdk.out.org`; needs no AWS credentials and builds no Rust)",
+            "-c organizationId=o-exampleorg1 -c memberExternalId=example-external-id -o cdk.out.org`; "
+            "needs no AWS credentials and builds no Rust)",
             pytrace=False,
         )
     return json.loads(TEMPLATE.read_text())
