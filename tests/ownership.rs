@@ -532,3 +532,65 @@ async fn adopt_records_the_equal_routes_and_writes_none() {
     let (table_reads, vpc_reads, _) = ec2.take_counts();
     assert_eq!(table_reads + vpc_reads, 0, "refused before reading");
 }
+
+/// Three DeleteRoute events of one failback, coalesced by the work queue into one request: 12
+/// deletes, but each event is a request of its own to the person who made it, with its own
+/// budget, so all go, as they would one by one. One event over the budget is held alone.
+#[tokio::test]
+async fn coalesced_delete_events_each_have_the_budget() {
+    let gone = ["10.1.0.0/16", "10.2.0.0/16", "10.3.0.0/16"];
+    let mut tables = vec![RouteTable::new(MAIN, VPC, true, vec![])];
+    for i in 0..4 {
+        tables.push(RouteTable::new(
+            &custom(i),
+            VPC,
+            false,
+            gone.iter().map(|d| route(d, eni("eni-1"))).collect(),
+        ));
+    }
+    let ec2 = MemoryEc2::new(tables);
+    let ledger = Arc::new(MemoryLedger::owning(
+        (0..4).flat_map(|i| gone.map(|d| entry(&custom(i), d, "eni-1"))),
+    ));
+    let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, settings()).with_ledger(ledger.clone());
+    let batch = |destinations: &[&str]| SyncRequest {
+        subject: Subject::Routes {
+            table_id: MAIN.into(),
+            vpc_id: Some(VPC.into()),
+            routes: destinations
+                .iter()
+                .map(|d| sync_routes::domain::request::NamedRoute {
+                    destination: dest(d),
+                    expected: Some(MainRoute::Gone),
+                    source: cloudtrail("DeleteRoute", d, Some(MainRoute::Gone)).source,
+                })
+                .collect(),
+        },
+        dry_run: false,
+        source: RequestSource::Batch {
+            events: destinations.len() as u32,
+            event_time: None,
+        },
+    };
+    let report = syncer.run(&batch(&gone), later(5)).await;
+    assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
+    assert_eq!(report.counts.deleted, 12);
+    assert!(report.delete_budget_exceeded.is_none());
+    assert!(ledger.lock().is_empty());
+
+    // The pure rule: a destination over the budget is held back alone.
+    let mut tables = after_a_delete(12);
+    tables[1].routes.push(route("10.2.0.0/16", eni("eni-1")));
+    let scope = Scope {
+        destinations: plan::Destinations::Some([dest(DEST), dest("10.2.0.0/16")].into()),
+        tables: plan::Tables::AllCustom,
+    };
+    let mut plans = vec![plan::reconcile(&tables, &scope, &deletes_on()).unwrap()];
+    let held = ownership::enforce_delete_budget_per_destination(&mut plans, 10).unwrap();
+    assert_eq!(held.len(), 12);
+    assert!(held.iter().all(|h| h.destination == dest(DEST)));
+    assert_eq!(
+        ownership::delete_candidates(&plans),
+        [(custom(0), dest("10.2.0.0/16"))]
+    );
+}

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use crate::domain::plan::{Action, Destination, SkipReason, Target, VpcPlan};
+use crate::domain::plan::{Action, Destination, RoutePlan, SkipReason, Target, VpcPlan};
 
 /// A route in a custom table: (route table id, destination).
 pub type RouteKey = (String, Destination);
@@ -102,22 +102,61 @@ pub fn enforce_delete_budget(plans: &mut [VpcPlan], max: u32) -> Option<Vec<Held
         return None;
     }
     let mut held = Vec::new();
-    for_each_delete(plans, |vpc_id, destination, table_id, before| {
-        held.push(HeldBack {
-            vpc_id: vpc_id.to_owned(),
-            table_id: table_id.to_owned(),
-            destination: destination.clone(),
-            next_hop: before.clone(),
-        });
-        Some(SkipReason::DeleteBudgetExceeded {
-            destination: destination.clone(),
-            existing: before.clone(),
-            vpc: vpc_id.to_owned(),
-            planned,
-            max,
-        })
-    });
+    for plan in plans {
+        for route in &mut plan.routes {
+            hold_deletes(&plan.vpc_id, route, planned, max, &mut held);
+        }
+    }
     Some(held)
+}
+
+/// As `enforce_delete_budget`, for the route events of one batch coalesced into one request:
+/// each event is still a request of its own to whoever made the call, so each destination
+/// has the whole budget (coalescing must not change what is deleted).
+pub fn enforce_delete_budget_per_destination(
+    plans: &mut [VpcPlan],
+    max: u32,
+) -> Option<Vec<HeldBack>> {
+    let mut held = Vec::new();
+    for plan in plans {
+        for route in &mut plan.routes {
+            let planned = route
+                .actions
+                .iter()
+                .filter(|t| matches!(t.action, Action::Delete { .. }))
+                .count() as u32;
+            if planned > max {
+                hold_deletes(&plan.vpc_id, route, planned, max, &mut held);
+            }
+        }
+    }
+    (!held.is_empty()).then_some(held)
+}
+
+fn hold_deletes(
+    vpc_id: &str,
+    route: &mut RoutePlan,
+    planned: u32,
+    max: u32,
+    held: &mut Vec<HeldBack>,
+) {
+    for table in &mut route.actions {
+        if let Action::Delete { before } = &table.action {
+            held.push(HeldBack {
+                vpc_id: vpc_id.to_owned(),
+                table_id: table.table_id.clone(),
+                destination: route.destination.clone(),
+                next_hop: before.clone(),
+            });
+            table.action = Action::Skip(SkipReason::DeleteBudgetExceeded {
+                destination: route.destination.clone(),
+                existing: before.clone(),
+                vpc: vpc_id.to_owned(),
+                planned,
+                max,
+            });
+        }
+    }
 }
 
 /// `{"reconcile": true, "adopt": true}`: every custom route in scope that equals the main

@@ -300,6 +300,7 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 _ => self.settings.max_deletes,
             },
             used: 0,
+            per_destination: matches!(loaded.scope.destinations, Destinations::Some(_)),
             known: HashMap::new(),
         };
         self.gate_deletes(&mut plans, &[], &mut budget, &mut report)
@@ -1085,8 +1086,12 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                 tracing::warn!(decision = "ledger-unavailable", deletes = held, error = %error, "the ledger could not be read: no delete is made, everything else goes on");
             }
         }
-        let left = budget.max.saturating_sub(budget.used);
-        match ownership::enforce_delete_budget(plans, left) {
+        let held = if budget.per_destination {
+            ownership::enforce_delete_budget_per_destination(plans, budget.max)
+        } else {
+            ownership::enforce_delete_budget(plans, budget.max.saturating_sub(budget.used))
+        };
+        match held {
             Some(held) => {
                 tracing::warn!(
                     decision = "delete-budget-exceeded",
@@ -1286,6 +1291,8 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
 struct DeleteBudget {
     max: u32,
     used: u32,
+    /// A coalesced batch of route events: each destination (each event) has the budget.
+    per_destination: bool,
     /// The ledger's answers so far (`None`: not owned), so each route is looked up once.
     known: HashMap<ownership::RouteKey, Option<String>>,
 }
