@@ -116,11 +116,14 @@ impl Fleet {
         };
         match hub.place(&location, &self.home).await {
             Ok(Place::Home) => {
+                // The members' sweeps go out first, so that they run while the hub sweeps its
+                // own account.
+                let members = match scheduled_sweep(payload, region) {
+                    Some(dry_run) => self.sweep_members(hub, dry_run, deadline).await,
+                    None => Vec::new(),
+                };
                 let mut report = handler::handle(&self.home, region, payload, deadline).await;
-                if let Some(dry_run) = scheduled_sweep(payload, region) {
-                    self.sweep_members(hub, dry_run, deadline, &mut report)
-                        .await;
-                }
+                tell_member_sweeps(&mut report, members);
                 report
             }
             Ok(Place::Elsewhere(engine, region)) => {
@@ -205,22 +208,13 @@ impl Fleet {
     /// (account, region) is queued as a reconcile of its own, so that a sweep of hundreds of
     /// accounts never has to fit in one invocation and each is paced by its own buckets.
     /// Without a queue (a run from a laptop) they run here, one after the other.
-    async fn sweep_members(
-        &self,
-        hub: &Hub,
-        dry_run: bool,
-        deadline: Instant,
-        report: &mut Report,
-    ) {
+    async fn sweep_members(&self, hub: &Hub, dry_run: bool, deadline: Instant) -> Vec<AccountWork> {
         let locations = hub.sweep_targets();
-        if locations.is_empty() {
-            return;
-        }
         let payload = |location: &Location| {
             let request = serde_json::json!({"reconcile": true, "dry-run": dry_run});
             trigger::stamp(&request.to_string(), location)
         };
-        let done: Vec<AccountWork> = match self.home.hand_off_port() {
+        match self.home.hand_off_port() {
             Some(queue) => {
                 stream::iter(locations)
                     .map(|location| {
@@ -259,22 +253,31 @@ impl Fleet {
                 }
                 done
             }
-        };
-        let failed = done.iter().filter(|w| w.outcome == "failed").count();
-        report.message.push_str(&format!(
-            "; {} member account-regions swept{}",
-            done.len(),
-            match failed {
-                0 => String::new(),
-                n => format!(", {n} failed"),
-            }
-        ));
-        if failed > 0 {
-            // The schedule's retry sweeps again, the member accounts that failed included.
-            report.outcome = Outcome::Failed;
         }
-        report.accounts = done;
     }
+}
+
+/// The report of the hub's own sweep says what became of the members' sweeps.
+fn tell_member_sweeps(report: &mut Report, mut done: Vec<AccountWork>) {
+    if done.is_empty() {
+        return;
+    }
+    // Queued in no particular order; read in one.
+    done.sort_by(|a, b| (&a.account, &a.region).cmp(&(&b.account, &b.region)));
+    let failed = done.iter().filter(|w| w.outcome == "failed").count();
+    let failed_note = match failed {
+        0 => String::new(),
+        n => format!(", {n} failed"),
+    };
+    report.message.push_str(&format!(
+        "; {} member account-regions swept{failed_note}",
+        done.len()
+    ));
+    if failed > 0 {
+        // The schedule's retry sweeps again, the member accounts that failed included.
+        report.outcome = Outcome::Failed;
+    }
+    report.accounts = done;
 }
 
 fn account_work(location: &Location, outcome: String, message: String) -> AccountWork {

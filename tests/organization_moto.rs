@@ -311,3 +311,96 @@ async fn a_batch_fails_only_the_records_of_the_refused_account() {
         [Some(member.enis[0].clone())]
     );
 }
+
+/// On Lambda (a work queue): the hub's sweep queues one reconcile per member account and
+/// region, each stamped with its account and region, and sweeps its own account itself; a
+/// queued message, delivered back, sweeps that member account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_queues_each_member_account_and_the_message_sweeps_it() {
+    let hub_ec2 = moto_ec2().await;
+    let home = Vpc::build_with(&hub_ec2, 1).await;
+    let member_ec2 = ec2_in(MEMBER).await;
+    let member = Vpc::build_with(&member_ec2, 1).await;
+    put_route(&hub_ec2, &home.main, DEST, &home.enis[0]).await;
+    put_route(&member_ec2, &member.main, DEST, &member.enis[0]).await;
+    let proxy = Proxy::start();
+    proxy.configure(refusing_the_broken_role());
+    let sqs = aws_sdk_sqs::Client::new(&sdk_config(moto_url()).await);
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("sync-routes-work-{}", fastrand::u64(..)))
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let vpc_ids = format!("{},{}", home.id, member.id);
+    let env = [
+        ("SYNC_MEMBER_ROLE_NAME", "sync-routes-member"),
+        ("SYNC_ACCOUNT_ID", HUB),
+        ("SYNC_MEMBER_EXTERNAL_ID", "sync-routes-test-id"),
+        ("SYNC_MEMBER_ACCOUNTS", "222222222222,333333333333"),
+        ("SYNC_MEMBER_REGIONS", "us-east-1"),
+        ("SYNC_VPC_IDS", vpc_ids.as_str()),
+        ("SYNC_QUEUE_URL", queue.as_str()),
+    ];
+    let config = Config::from_lookup(|name| {
+        env.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    let shared = sdk_config(&proxy.url).await;
+    let (home_engine, region) = runtime::build_for_lambda_with(&config, &shared);
+    let fleet = Fleet::new(home_engine, region, &config, shared);
+
+    let sweep = std::fs::read_to_string(repo().join("events/scheduled-sweep.json")).unwrap();
+    let report = fleet.handle(&sweep, deadline()).await;
+    assert_eq!(report.outcome, Outcome::Synced, "{report:#?}");
+    let queued: Vec<(&str, &str)> = report
+        .accounts
+        .iter()
+        .map(|a| (a.account.as_str(), a.outcome.as_str()))
+        .collect();
+    assert_eq!(queued, [(MEMBER, "queued"), (BROKEN, "queued")]);
+    assert_eq!(
+        custom_targets(&hub_ec2, &home, DEST).await,
+        [Some(home.enis[0].clone())]
+    );
+    assert_eq!(
+        proxy.count("AssumeRole"),
+        0,
+        "nothing assumed by the sweep itself"
+    );
+
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies: Vec<Value> = received
+        .messages()
+        .iter()
+        .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+        .collect();
+    bodies.sort_by_key(|b| b["account"].as_str().unwrap_or_default().to_owned());
+    assert_eq!(
+        bodies,
+        [
+            json!({"reconcile": true, "dry-run": false, "account": MEMBER, "region": "us-east-1"}),
+            json!({"reconcile": true, "dry-run": false, "account": BROKEN, "region": "us-east-1"}),
+        ]
+    );
+    let member_sweep = fleet.handle(&bodies[0].to_string(), deadline()).await;
+    assert_eq!(member_sweep.outcome, Outcome::Synced, "{member_sweep:#?}");
+    assert_eq!(member_sweep.account.as_deref(), Some(MEMBER));
+    assert_eq!(
+        custom_targets(&member_ec2, &member, DEST).await,
+        [Some(member.enis[0].clone())]
+    );
+    let broken = fleet.handle(&bodies[1].to_string(), deadline()).await;
+    assert_eq!(broken.outcome, Outcome::Failed, "{broken:#?}");
+    assert!(broken.message.contains(&role(BROKEN)), "{}", broken.message);
+}
