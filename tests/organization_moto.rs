@@ -59,14 +59,22 @@ async fn aws_sdk_sts_client() -> aws_sdk_sts::Client {
 /// The function as an organization's hub, talking to the proxy, scoped to these VPCs (moto
 /// is shared with every other test).
 async fn hub(proxy: &Proxy, vpcs: &[&str]) -> Fleet {
+    hub_with(proxy, vpcs, None).await
+}
+
+/// As `hub`, on Lambda with this work queue (`SYNC_QUEUE_URL`) when given.
+async fn hub_with(proxy: &Proxy, vpcs: &[&str], queue: Option<&str>) -> Fleet {
     let vpc_ids = vpcs.join(",");
-    let env = [
+    let mut env = vec![
         ("SYNC_MEMBER_ROLE_NAME", "sync-routes-member"),
         ("SYNC_ACCOUNT_ID", HUB),
         ("SYNC_MEMBER_EXTERNAL_ID", "sync-routes-test-id"),
         ("SYNC_MEMBER_ACCOUNTS", "222222222222,333333333333"),
         ("SYNC_VPC_IDS", vpc_ids.as_str()),
     ];
+    if let Some(queue) = queue {
+        env.push(("SYNC_QUEUE_URL", queue));
+    }
     let config = Config::from_lookup(|name| {
         env.iter()
             .find(|(n, _)| *n == name)
@@ -74,7 +82,10 @@ async fn hub(proxy: &Proxy, vpcs: &[&str]) -> Fleet {
     })
     .expect("valid configuration");
     let shared = sdk_config(&proxy.url).await;
-    let (home, region) = runtime::build_with(&config, &shared);
+    let (home, region) = match queue {
+        Some(_) => runtime::build_for_lambda_with(&config, &shared),
+        None => runtime::build_with(&config, &shared),
+    };
     Fleet::new(home, region, &config, shared)
 }
 
@@ -111,6 +122,10 @@ struct TwoAccounts {
 }
 
 async fn two_accounts() -> TwoAccounts {
+    two_accounts_with(None).await
+}
+
+async fn two_accounts_with(queue: Option<&str>) -> TwoAccounts {
     let hub_ec2 = moto_ec2().await;
     let home = Vpc::build_with(&hub_ec2, 1).await;
     let member_ec2 = ec2_in(MEMBER).await;
@@ -119,7 +134,7 @@ async fn two_accounts() -> TwoAccounts {
     put_route(&member_ec2, &member.main, DEST, &member.enis[0]).await;
     let proxy = Proxy::start();
     proxy.configure(refusing_the_broken_role());
-    let fleet = hub(&proxy, &[&home.id, &member.id]).await;
+    let fleet = hub_with(&proxy, &[&home.id, &member.id], queue).await;
     TwoAccounts {
         hub_ec2,
         home,
@@ -317,14 +332,6 @@ async fn a_batch_fails_only_the_records_of_the_refused_account() {
 /// queued message, delivered back, sweeps that member account.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweep_queues_each_member_account_and_the_message_sweeps_it() {
-    let hub_ec2 = moto_ec2().await;
-    let home = Vpc::build_with(&hub_ec2, 1).await;
-    let member_ec2 = ec2_in(MEMBER).await;
-    let member = Vpc::build_with(&member_ec2, 1).await;
-    put_route(&hub_ec2, &home.main, DEST, &home.enis[0]).await;
-    put_route(&member_ec2, &member.main, DEST, &member.enis[0]).await;
-    let proxy = Proxy::start();
-    proxy.configure(refusing_the_broken_role());
     let sqs = aws_sdk_sqs::Client::new(&sdk_config(moto_url()).await);
     let queue = sqs
         .create_queue()
@@ -334,25 +341,14 @@ async fn the_sweep_queues_each_member_account_and_the_message_sweeps_it() {
         .unwrap()
         .queue_url
         .unwrap();
-    let vpc_ids = format!("{},{}", home.id, member.id);
-    let env = [
-        ("SYNC_MEMBER_ROLE_NAME", "sync-routes-member"),
-        ("SYNC_ACCOUNT_ID", HUB),
-        ("SYNC_MEMBER_EXTERNAL_ID", "sync-routes-test-id"),
-        ("SYNC_MEMBER_ACCOUNTS", "222222222222,333333333333"),
-        ("SYNC_MEMBER_REGIONS", "us-east-1"),
-        ("SYNC_VPC_IDS", vpc_ids.as_str()),
-        ("SYNC_QUEUE_URL", queue.as_str()),
-    ];
-    let config = Config::from_lookup(|name| {
-        env.iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v.to_string())
-    })
-    .unwrap();
-    let shared = sdk_config(&proxy.url).await;
-    let (home_engine, region) = runtime::build_for_lambda_with(&config, &shared);
-    let fleet = Fleet::new(home_engine, region, &config, shared);
+    let TwoAccounts {
+        hub_ec2,
+        home,
+        member_ec2,
+        member,
+        fleet,
+        proxy,
+    } = two_accounts_with(Some(&queue)).await;
 
     let sweep = std::fs::read_to_string(repo().join("events/scheduled-sweep.json")).unwrap();
     let report = fleet.handle(&sweep, deadline()).await;
