@@ -594,3 +594,30 @@ async fn coalesced_delete_events_each_have_the_budget() {
         [(custom(0), dest("10.2.0.0/16"))]
     );
 }
+
+/// A sweep that writes (a new route) and holds back 12 deletes: the check after writing plans
+/// the held deletes again, and they are still held and listed once.
+#[tokio::test]
+async fn held_back_deletes_are_listed_once_after_the_check() {
+    let mut tables = after_a_delete(12);
+    tables[0].routes = vec![route("10.2.0.0/16", eni("eni-2"))];
+    let ec2 = MemoryEc2::new(tables);
+    let ledger = Arc::new(MemoryLedger::owning(
+        (0..12).map(|i| entry(&custom(i), DEST, "eni-1")),
+    ));
+    let syncer = Syncer::new(&ec2, None::<MemoryNotifier>, settings()).with_ledger(ledger);
+    let sweep = SyncRequest {
+        subject: Subject::reconcile(None),
+        dry_run: false,
+        source: RequestSource::Schedule,
+    };
+    let report = syncer.run(&sweep, later(5)).await;
+    assert_eq!(report.counts.created, 12, "{report:#?}");
+    assert_eq!(report.counts.deleted, 0);
+    let exceeded = report.delete_budget_exceeded.as_ref().unwrap();
+    assert_eq!((exceeded.planned, exceeded.would_delete.len()), (12, 12));
+    assert!(
+        report.calls.describe_route_tables >= 2,
+        "the check read ran"
+    );
+}

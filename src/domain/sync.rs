@@ -1107,15 +1107,20 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
                             planned: 0,
                             would_delete: Vec::new(),
                         });
-                exceeded.planned += held.len() as u32;
-                exceeded
-                    .would_delete
-                    .extend(held.into_iter().map(|h| HeldBackRoute {
+                // The check after writing plans the same held-back deletes again: each is
+                // listed once.
+                for h in held {
+                    let route = HeldBackRoute {
                         vpc_id: h.vpc_id,
                         route_table_id: h.table_id,
                         destination: h.destination.to_string(),
                         next_hop: h.next_hop.to_string(),
-                    }));
+                    };
+                    if !exceeded.would_delete.contains(&route) {
+                        exceeded.planned += 1;
+                        exceeded.would_delete.push(route);
+                    }
+                }
             }
             None => budget.used += ownership::delete_candidates(plans).len() as u32,
         }
