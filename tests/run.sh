@@ -4,8 +4,8 @@
 #   1. Rust: cargo fmt --check, clippy -D warnings, cargo test (unit tests, and the
 #      handler against moto behind the EC2-faithful fault proxy);
 #   2. the deploy build: cargo lambda build --release (the binary Lambda runs);
-#   3. CDK: type check, jest with cdk-nag, cdk synth with that binary (also as an
-#      organization's hub and member template), cfn-lint;
+#   3. CDK: type check and jest with cdk-nag (run beside step 2), cdk synth with
+#      that binary (also as an organization's hub and member template), cfn-lint;
 #   4. Python: the fault proxy's own tests, the EventBridge patterns (the hub's and the
 #      member's) against moto's matcher, and the deploy binary end to end under a mock
 #      Lambda Runtime API.
@@ -28,16 +28,32 @@ cargo clippy --all-targets --quiet -- -D warnings
 step "Rust: tests"
 cargo test
 
+# The CDK's npm ci, type check and jest need no Rust build (jest uses a placeholder asset
+# and never runs cargo), so they run beside the deploy build: much of it is one crate on one
+# core (aws-sdk-ec2, then the fat LTO of the binary), and the other core is free. (Not
+# beside the Rust tests, whose moto round trips and deadlines would share the CPU.) Their
+# output is shown, and their result checked, before the synth that needs the binary.
+step "CDK: npm ci, type check, jest and cdk-nag (in the background, beside the deploy build)"
+cdk_log=$(mktemp)
+(cd cdk && npm ci --no-audit --no-fund --loglevel=error && npm test) >"$cdk_log" 2>&1 &
+cdk_tests=$!
+trap 'kill "$cdk_tests" 2>/dev/null || true; rm -f "$cdk_log"' EXIT
+
 step "Lambda build: cargo lambda build --release"
 cargo lambda build --release
 bootstrap="$target/lambda/sync-routes/bootstrap"
 ls -l "$bootstrap"
 
-step "CDK: type check, jest and cdk-nag, synth, cfn-lint"
+step "CDK: the background jest's result, synth, cfn-lint"
+cdk_ok=0
+wait "$cdk_tests" || cdk_ok=$?
+cat "$cdk_log"
+if [ "$cdk_ok" -ne 0 ]; then
+  echo "CDK: npm ci, the type check or jest failed (exit $cdk_ok)" >&2
+  exit 1
+fi
 (
   cd cdk
-  npm ci --no-audit --no-fund --loglevel=error
-  npm test
   npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")"
   # The same app with deletes on, for the EventBridge pattern test (DeleteRoute matches).
   npx cdk synth --quiet -c lambdaAsset="$(dirname "$bootstrap")" -o cdk.out.deletes \
