@@ -91,11 +91,6 @@ impl Fleet {
         }
     }
 
-    /// The function's own engine.
-    pub fn home(&self) -> &AwsSyncer {
-        &self.home
-    }
-
     /// Handles one payload where it belongs; a hub's scheduled sweep also covers every
     /// member account and region.
     pub async fn handle(&self, payload: &str, deadline: Instant) -> Report {

@@ -36,14 +36,6 @@ pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
     build_with(config, &shared)
 }
 
-/// As `build`, on Lambda: what an invocation cannot finish goes back on the function's work
-/// queue (`SYNC_QUEUE_URL`), or without one to a new asynchronous invocation of this
-/// function (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
-pub async fn build_for_lambda(config: &Config) -> (AwsSyncer, Option<String>) {
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    build_for_lambda_with(config, &shared)
-}
-
 /// The engines of every account and region the function works in (one, unless it is an
 /// organization's hub): on Lambda with its hand-off, else as `build`.
 pub async fn fleet(config: &Config, on_lambda: bool) -> Fleet {
@@ -55,13 +47,14 @@ pub async fn fleet(config: &Config, on_lambda: bool) -> Fleet {
     Fleet::new(syncer, region, config, shared)
 }
 
-/// As `build_for_lambda`, from an SDK configuration made elsewhere.
+/// As `build_with`, on Lambda: what an invocation cannot finish goes back on the function's
+/// work queue (`SYNC_QUEUE_URL`), or without one to a new asynchronous invocation of this
+/// function (`AWS_LAMBDA_FUNCTION_NAME`, set by Lambda).
 pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<String>) {
-    let shared = shared.clone();
-    let (syncer, region) = build_with(config, &shared);
+    let (syncer, region) = build_with(config, shared);
     let syncer = match (&config.queue_url, std::env::var("AWS_LAMBDA_FUNCTION_NAME")) {
         (Some(queue_url), _) => {
-            let sqs_config = aws_sdk_sqs::config::Builder::from(&shared)
+            let sqs_config = aws_sdk_sqs::config::Builder::from(shared)
                 .retry_config(RetryConfig::standard().with_max_attempts(2))
                 .timeout_config(after_the_deadline())
                 .build();
@@ -69,7 +62,7 @@ pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer,
             syncer.with_hand_off(Arc::new(SqsContinuation::new(client, queue_url.clone())))
         }
         (None, Ok(name)) if !name.is_empty() => {
-            let lambda_config = aws_sdk_lambda::config::Builder::from(&shared)
+            let lambda_config = aws_sdk_lambda::config::Builder::from(shared)
                 .retry_config(RetryConfig::standard().with_max_attempts(2))
                 .timeout_config(after_the_deadline())
                 .build();
@@ -94,13 +87,6 @@ fn after_the_deadline() -> TimeoutConfig {
 /// As `build`, from an SDK configuration made elsewhere (tests point it at an emulator).
 pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<String>) {
     let region = shared.region().map(|r| r.to_string());
-    (assemble(config, shared, shared), region)
-}
-
-/// The engine, its EC2 client from `ec2_shared` (an organization's hub: a member account's
-/// credentials and region) and its notices and ledger from `hub_shared` (the function's own).
-pub fn assemble(config: &Config, ec2_shared: &SdkConfig, hub_shared: &SdkConfig) -> AwsSyncer {
-    let shared = hub_shared;
     let notifier = config.sns_topic_arn.clone().map(|topic| {
         let sns_config = aws_sdk_sns::config::Builder::from(shared)
             .retry_config(RetryConfig::standard().with_max_attempts(2))
@@ -109,7 +95,7 @@ pub fn assemble(config: &Config, ec2_shared: &SdkConfig, hub_shared: &SdkConfig)
         SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
     });
     let mut syncer = Syncer::new(
-        ec2_route_tables(config, ec2_shared),
+        ec2_route_tables(config, shared),
         notifier,
         config.sync_settings(),
     );
@@ -121,7 +107,7 @@ pub fn assemble(config: &Config, ec2_shared: &SdkConfig, hub_shared: &SdkConfig)
         let client = aws_sdk_dynamodb::Client::from_conf(dynamodb_config);
         syncer = syncer.with_ledger(Arc::new(DynamoLedger::new(client, table.clone())));
     }
-    syncer
+    (syncer, region)
 }
 
 /// An engine for a member account and region of an organization's hub: its own EC2 client

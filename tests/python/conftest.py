@@ -84,3 +84,19 @@ def proxy_url(proxy_proc):
 @pytest.fixture
 def control(proxy_url):
     return h.Control(proxy_url)
+
+
+@pytest.fixture
+def function(sync_routes_bin, proxy_url, tmp_path):
+    """Starts function processes (cold) against the proxy; stops them all at the end."""
+    started: list[h.FunctionProcess] = []
+
+    def start(env: dict | None = None, name: str = "fn") -> h.FunctionProcess:
+        fn = h.FunctionProcess(proxy_url, env=env, binary=sync_routes_bin, log_path=tmp_path / f"{name}.log")
+        started.append(fn)
+        fn.wait_ready()
+        return fn
+
+    yield start
+    for fn in started:
+        fn.stop()

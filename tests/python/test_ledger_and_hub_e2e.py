@@ -60,21 +60,6 @@ def assert_allowed(calls: list[dict], allowed: set[str], services: set[str]):
     return called
 
 
-@pytest.fixture
-def function(sync_routes_bin, proxy_url, tmp_path):
-    started: list[h.FunctionProcess] = []
-
-    def start(env: dict, name: str = "fn") -> h.FunctionProcess:
-        fn = h.FunctionProcess(proxy_url, env=env, binary=sync_routes_bin, log_path=tmp_path / f"{name}.log")
-        started.append(fn)
-        fn.wait_ready()
-        return fn
-
-    yield start
-    for fn in started:
-        fn.stop()
-
-
 def test_deletes_only_what_the_binary_recorded_in_its_ledger(function, control, moto_url):
     ledger = f"sync-routes-ledger-{uuid.uuid4().hex[:8]}"
     dynamodb = client("dynamodb", moto_url)

@@ -39,7 +39,7 @@ HOUR = 3600.0
 FUNCTION_ENV = {
     "SYNC_MAX_CONCURRENT_WRITES": "1",
     # No hand-off: FunctionProcess sets a function name by default, and an empty one turns the
-    # Lambda hand-off off (src/runtime.rs build_for_lambda).
+    # Lambda hand-off off (src/runtime.rs build_for_lambda_with).
     "AWS_LAMBDA_FUNCTION_NAME": "",
     "SYNC_QUEUE_URL": None,
 }
