@@ -366,3 +366,44 @@ async fn a_ledger_outage_deletes_nothing_and_fails_the_delete_event() {
         .iter()
         .all(|t| t.as_deref() == Some(vpc.enis[1].as_str())));
 }
+
+/// The ledger port's contract, on DynamoDB: changes apply in order and the last change of a
+/// route wins (BatchWriteItem refuses a request naming one key twice), in chunks of 25, and
+/// ownership is read back in chunks of 100.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dynamodb_ledger_keeps_the_last_change_of_a_route_across_chunks() {
+    use sync_routes::adapters::dynamodb::DynamoLedger;
+    use sync_routes::domain::ownership::{LedgerChange, LedgerEntry};
+    use sync_routes::domain::plan::{Destination, Target, TargetKind};
+    use sync_routes::domain::ports::Ledger;
+
+    let table = ledger_table().await;
+    let ledger = DynamoLedger::new(dynamodb().await, table.clone());
+    let key = |i: usize| {
+        (
+            format!("rtb-{i:017x}"),
+            Destination::Cidr(DEST.parse().unwrap()),
+        )
+    };
+    let record = |i: usize, hop: &str| {
+        LedgerChange::Record(LedgerEntry {
+            vpc_id: "vpc-0a1b2c3d4e5f60000".into(),
+            table_id: key(i).0,
+            destination: key(i).1,
+            next_hop: Target::new(TargetKind::NetworkInterface, hop),
+            written_at: std::time::SystemTime::now(),
+            request: "test".into(),
+        })
+    };
+    // 120 routes, the first 10 written twice and the next 10 written then forgotten.
+    let mut changes: Vec<LedgerChange> = (0..120).map(|i| record(i, "eni-1")).collect();
+    changes.extend((0..10).map(|i| record(i, "eni-2")));
+    changes.extend((10..20).map(|i| LedgerChange::Forget(key(i))));
+    ledger.apply(&changes).await.expect("applied");
+    let keys: Vec<_> = (0..120).map(key).collect();
+    let owned = ledger.owned(&keys).await.expect("read");
+    assert_eq!(owned.len(), 110);
+    assert_eq!(owned[&key(0)], "eni-2");
+    assert_eq!(owned[&key(119)], "eni-1");
+    assert!(!owned.contains_key(&key(15)));
+}

@@ -161,10 +161,9 @@ impl Ledger for DynamoLedger {
         Box::pin(async move {
             // BatchWriteItem refuses a request that names one key twice: the last change of
             // a key is what its table holds.
-            let mut last: BTreeMap<(String, String), &LedgerChange> = BTreeMap::new();
+            let mut last: BTreeMap<RouteKey, &LedgerChange> = BTreeMap::new();
             for change in changes {
-                let (table, destination) = change.key();
-                last.insert((table, destination.to_string()), change);
+                last.insert(change.key(), change);
             }
             let unique: Vec<&LedgerChange> = last.into_values().collect();
             let mut failed = 0;

@@ -162,8 +162,9 @@ pub trait Ledger: Send + Sync {
         keys: &'a [RouteKey],
     ) -> Pin<Box<dyn Future<Output = Result<Owned, AwsError>> + Send + 'a>>;
 
-    /// Records writes and forgets deletes. Returns how many changes could not be applied
-    /// (an unrecorded write stays unowned, so it is never deleted: the safe side).
+    /// Records writes and forgets deletes, in order: of several changes to one route, the
+    /// last is what the ledger keeps. Returns how many changes could not be applied (an
+    /// unrecorded write stays unowned, so it is never deleted: the safe side).
     fn apply<'a>(
         &'a self,
         changes: &'a [LedgerChange],

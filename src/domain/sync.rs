@@ -1141,17 +1141,10 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         if own.is_empty() {
             return;
         }
-        // The last write of a pair is what its table holds.
-        let mut last: BTreeMap<(String, String), &OwnWrite> = BTreeMap::new();
-        for write in own {
-            last.insert(
-                (write.table_id.clone(), write.destination.to_string()),
-                write,
-            );
-        }
+        // In the order they were made: the ledger keeps the last change of a route.
         let now = SystemTime::now();
-        let changes: Vec<LedgerChange> = last
-            .into_values()
+        let changes: Vec<LedgerChange> = own
+            .iter()
             .map(|write| match &write.after {
                 Some(after) => LedgerChange::Record(LedgerEntry {
                     vpc_id: write.vpc_id.clone(),
