@@ -285,6 +285,17 @@ async fn an_account_outside_the_list_or_a_refused_role_fails_that_work_only() {
         "{}",
         other_region.message
     );
+    // A payload that names no valid place is rejected, naming the field; nothing is read.
+    let mut bad: Value = serde_json::from_str(&event_of(
+        MEMBER,
+        "rtb-0a1b2c3d4e5f60001",
+        "eni-0a1b2c3d4e5f60002",
+    ))
+    .unwrap();
+    bad["account"] = "2222".into();
+    let rejected = fleet.handle(&bad.to_string(), deadline()).await;
+    assert_eq!(rejected.outcome, Outcome::Rejected, "{rejected:#?}");
+    assert!(rejected.message.contains("account"), "{}", rejected.message);
     assert_eq!(proxy.count("DescribeRouteTables"), 0);
     assert_eq!(proxy.writes(), 0);
 }

@@ -384,3 +384,105 @@ async fn the_notice_of_an_unfinished_check_says_failed() {
         .attributes
         .contains(&("status", "failed".to_owned())));
 }
+
+/// Deletes on, with the ledger (issue 16), two processes and reads that lag the writes by 150
+/// ms: A copies a new route into 20 tables, slowly; after its fifth write the route leaves
+/// the main table and B handles the DeleteRoute while A is still writing. B finds A's copies
+/// not yet recorded (A records after its check), so it deletes none of them; A's read after
+/// writing sees the main table's last word, and its own writes are its to delete. Every
+/// table ends without the route, and the ledger keeps nothing of it.
+#[tokio::test]
+async fn a_delete_during_a_copy_with_the_ledger_ends_on_the_main_tables_last_word() {
+    use sync_routes::adapters::memory::MemoryLedger;
+    use sync_routes::domain::plan::{DestinationFilter, Policy};
+
+    let read_lag = Duration::from_millis(150);
+    let mut tables = vec![RouteTable::new(MAIN, VPC, true, vec![route("eni-A")])];
+    for i in 0..TABLES {
+        tables.push(RouteTable::new(&custom(i), VPC, false, vec![]));
+    }
+    let mut ec2 = MemoryEc2::new(tables);
+    ec2.write_latency = Duration::from_millis(20);
+    ec2.read_lag = read_lag;
+    let ec2 = Arc::new(ec2);
+    let deleted = Arc::new(tokio::sync::Notify::new());
+    {
+        let deleted = deleted.clone();
+        let mut writes = 0;
+        *ec2.before_write.lock().unwrap() = Some(Box::new(move |tables, _| {
+            writes += 1;
+            if writes == 5 {
+                tables
+                    .iter_mut()
+                    .find(|t| t.is_main)
+                    .unwrap()
+                    .routes
+                    .clear();
+                deleted.notify_one();
+            }
+        }));
+    }
+    let settings = SyncSettings {
+        policy: Policy {
+            destinations: Some(vec![DestinationFilter::Within(
+                "10.0.0.0/8".parse().unwrap(),
+            )]),
+            propagate_deletes: true,
+            ..Policy::default()
+        },
+        // More than the 20 copies: this test is about the race, not the budget.
+        max_deletes: 50,
+        ..slow_writes()
+    };
+    let ledger = Arc::new(MemoryLedger::default());
+    let hand_off = Arc::new(MemoryHandOff::default());
+    let engine = || {
+        Syncer::new(&*ec2, Some(MemoryNotifier::default()), settings.clone())
+            .with_hand_off(hand_off.clone())
+            .with_ledger(ledger.clone())
+    };
+    let (a, b) = (engine(), engine());
+    let mut created = replace_event("eni-A");
+    if let RequestSource::CloudTrail { event_name, .. } = &mut created.source {
+        *event_name = "CreateRoute".into();
+    }
+    let mut delete = replace_event("eni-A");
+    if let Subject::Route { expected, .. } = &mut delete.subject {
+        *expected = Some(MainRoute::Gone);
+    }
+    if let RequestSource::CloudTrail { event_name, .. } = &mut delete.source {
+        *event_name = "DeleteRoute".into();
+    }
+    let copy = async {
+        tokio::time::sleep(read_lag).await;
+        a.run(&created, later(30)).await
+    };
+    let deletion = async {
+        deleted.notified().await;
+        b.run(&delete, later(30)).await
+    };
+    let (report_a, report_b) = tokio::join!(copy, deletion);
+    tokio::time::sleep(read_lag).await;
+    let continued: Vec<_> = hand_off.requests.lock().unwrap().drain(..).collect();
+    for request in &continued {
+        let report = b.run(request, later(30)).await;
+        assert!(!report.is_failure(), "{report:#?}");
+    }
+
+    assert_eq!(
+        custom_targets(&ec2),
+        vec!["(none)"; TABLES],
+        "every table ends on the main table's last word\nA: {report_a:#?}\nB: {report_b:#?}"
+    );
+    for report in [&report_a, &report_b] {
+        assert!(!report.is_failure(), "{report:#?}");
+    }
+    assert!(
+        report_a.counts.deleted > 0,
+        "A deleted its own copies: {report_a:#?}"
+    );
+    assert!(
+        ledger.lock().is_empty(),
+        "nothing of the route is left in the ledger"
+    );
+}
