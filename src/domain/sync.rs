@@ -1,7 +1,9 @@
 //! The reconcile engine: read the tables in scope, plan in pure code, write, read again
 //! until a read finds nothing left to do, report, notify. Every trigger comes through
 //! `Syncer::run`; AWS sits behind the ports of `domain::ports`, so that this file is tested
-//! with in-memory fakes as well as against moto. The writes themselves are `domain::write`.
+//! with in-memory fakes as well as against moto. The writes themselves are `domain::write`;
+//! waiting out EC2's read lag is `sync::consistency`; the ledger's gate on deletes is
+//! `sync::deletes`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,8 +13,6 @@ use tokio::time::Instant;
 
 use crate::domain::notice;
 use crate::domain::outcome::{ignored, merge_rewrite, refused, summarise};
-use crate::domain::ownership;
-use crate::domain::ownership::{LedgerChange, LedgerEntry};
 use crate::domain::plan::{
     self, Action, Destination, Destinations, OwnWrite, Policy, Refusal, RouteTable, Scope, VpcPlan,
 };
@@ -21,13 +21,16 @@ pub use crate::domain::ports::{
     WriteMode, WriteOutcome,
 };
 use crate::domain::report::{
-    DeleteBudgetExceeded, HeldBackRoute, NoticeStatus, Outcome, RefusedRoute, Report,
-    TableActionTaken, TableReport,
+    NoticeStatus, Outcome, RefusedRoute, Report, TableActionTaken, TableReport,
 };
-use crate::domain::request::{MainRoute, NamedRoute, RequestSource, Subject, SyncRequest};
+use crate::domain::request::{MainRoute, Subject, SyncRequest};
 use crate::domain::write::{log_table, settled, WriteJob, Written};
 
 pub use crate::domain::hand_off::MAX_HAND_OFFS;
+
+mod consistency;
+mod deletes;
+use deletes::DeleteBudget;
 
 /// Settings of the engine, parsed once from configuration.
 #[derive(Debug, Clone)]
@@ -773,163 +776,6 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         }
     }
 
-    /// A fresh event whose read contradicts it (EC2's reads lag its writes): back off and
-    /// read again, 1, 2, 4 s while the deadline allows, and never decide from a read that
-    /// still contradicts it. An event older than `fresh_event`, or one whose read shows a
-    /// change newer than itself, is decided from the read.
-    #[allow(clippy::too_many_arguments)]
-    async fn settle_read(
-        &self,
-        vpc: &str,
-        table_id: &str,
-        destination: &Destination,
-        expected: &MainRoute,
-        request: &SyncRequest,
-        tables: Vec<RouteTable>,
-        deadline: Instant,
-        report: &mut Report,
-    ) -> Result<Vec<RouteTable>, Stop> {
-        let route = NamedRoute {
-            destination: destination.clone(),
-            expected: Some(expected.clone()),
-            source: request.source.clone(),
-        };
-        let (tables, waiting, retries) = self
-            .settle_routes(
-                vpc,
-                table_id,
-                std::slice::from_ref(&route),
-                tables,
-                deadline,
-                report,
-            )
-            .await?;
-        if waiting.is_empty() {
-            return Ok(tables);
-        }
-        let shown = plan::main_target(&tables, destination)
-            .map_or_else(|| "no route".to_owned(), ToString::to_string);
-        let wanted = match expected {
-            MainRoute::To(target) => format!("{destination} -> {target}"),
-            MainRoute::Gone => format!("{destination} deleted"),
-        };
-        let event_name = request.source.name();
-        Err(Stop::Waiting(format!(
-            "{event_name} of {wanted} in {table_id}: EC2's reads do not show it yet (the main table reads {shown} after {retries} reads again); nothing was decided from that read"
-        )))
-    }
-
-    /// Reads again (1, 2, 4 s) while a fresh event among `routes` is contradicted by the read,
-    /// and returns the tables, the routes whose events are still contradicted (never decided
-    /// from that read: a single event waits, a batch's go on alone) and how many times it read
-    /// again.
-    async fn settle_routes(
-        &self,
-        vpc: &str,
-        table_id: &str,
-        routes: &[NamedRoute],
-        mut tables: Vec<RouteTable>,
-        deadline: Instant,
-        report: &mut Report,
-    ) -> Result<(Vec<RouteTable>, Vec<NamedRoute>, u32), Stop> {
-        let mut pause = self.settings.consistency_pause;
-        let mut retries = 0;
-        loop {
-            // Confirm first what the read agrees with, so that an older event of the same
-            // route in the batch is seen to be overtaken by a newer one.
-            let agreeing: Vec<bool> = routes
-                .iter()
-                .map(|route| self.agrees(table_id, route, &tables))
-                .collect();
-            let contradicted: Vec<NamedRoute> = routes
-                .iter()
-                .zip(agreeing)
-                .filter(|(route, agrees)| !agrees && self.still_fresh(table_id, route))
-                .map(|(route, _)| route.clone())
-                .collect();
-            if contradicted.is_empty()
-                || retries >= self.settings.consistency_retries
-                || Instant::now() + pause >= deadline
-            {
-                for route in contradicted.iter() {
-                    tracing::info!(decision = "waiting-for-ec2", table = %table_id, destination = %route.destination, "EC2's reads do not show this event yet; it goes on alone");
-                }
-                return Ok((tables, contradicted, retries));
-            }
-            tracing::info!(decision = "read-again", table = %table_id, routes = contradicted.len(), pause_ms = pause.as_millis() as u64, "the main table does not show every event's change yet");
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            retries += 1;
-            tables = self.read_vpc(vpc, deadline, report).await?;
-        }
-    }
-
-    /// Whether `tables` show what an event of the batch says it left in the main table (an
-    /// event that expects nothing agrees); records the events they confirm.
-    fn agrees(&self, table_id: &str, route: &NamedRoute, tables: &[RouteTable]) -> bool {
-        let Some(expected) = &route.expected else {
-            return true;
-        };
-        let shown = plan::main_target(tables, &route.destination);
-        let agrees = match expected {
-            MainRoute::To(target) => shown == Some(target),
-            MainRoute::Gone => shown.is_none(),
-        };
-        if let (
-            true,
-            RequestSource::CloudTrail {
-                event_time: Some(event_time),
-                ..
-            },
-        ) = (agrees, &route.source)
-        {
-            self.confirm(
-                (table_id.to_owned(), route.destination.clone()),
-                *event_time,
-            );
-        }
-        agrees
-    }
-
-    /// Whether a contradicted event is fresh enough to wait for: under `fresh_event` old, and
-    /// not overtaken by a newer event of the same route that a read confirmed.
-    fn still_fresh(&self, table_id: &str, route: &NamedRoute) -> bool {
-        let RequestSource::CloudTrail {
-            event_time: Some(event_time),
-            ..
-        } = &route.source
-        else {
-            return false;
-        };
-        let age = SystemTime::now()
-            .duration_since(*event_time)
-            .unwrap_or_default();
-        let key = (table_id.to_owned(), route.destination.clone());
-        if age > self.settings.fresh_event {
-            return false;
-        }
-        if self.confirmed_after(&key, *event_time) {
-            tracing::info!(decision = "newer-change", table = %table_id, destination = %route.destination, "the read shows a change newer than the event");
-            return false;
-        }
-        true
-    }
-
-    fn confirm(&self, key: (String, Destination), event_time: SystemTime) {
-        let mut confirmed = lock(&self.confirmed);
-        if confirmed.len() >= VPC_CACHE_LIMIT {
-            confirmed.clear();
-        }
-        let at = confirmed.entry(key).or_insert(event_time);
-        *at = (*at).max(event_time);
-    }
-
-    fn confirmed_after(&self, key: &(String, Destination), event_time: SystemTime) -> bool {
-        lock(&self.confirmed)
-            .get(key)
-            .is_some_and(|at| *at > event_time)
-    }
-
     /// Writes every (destination, table) pair that needs it and reports them all in plan
     /// order; returns the writes EC2 acknowledged.
     async fn apply(
@@ -1024,241 +870,6 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
         own
     }
 
-    /// Deletes need ownership, and fit the request's budget: every planned delete that the
-    /// ledger does not own (to the next hop the table still has) becomes a skip, and if more
-    /// remain than the budget allows, none is made. `own` are this request's acknowledged
-    /// writes, not yet recorded: they are ours too. Without a readable ledger no delete is
-    /// made (a sweep still does everything else; a DeleteRoute event then fails, retried).
-    async fn gate_deletes(
-        &self,
-        plans: &mut [VpcPlan],
-        own: &[OwnWrite],
-        budget: &mut DeleteBudget,
-        report: &mut Report,
-    ) {
-        let candidates = ownership::delete_candidates(plans);
-        if candidates.is_empty() {
-            return;
-        }
-        let calls = report.ledger.get_or_insert_with(Default::default);
-        // The check after writing plans again: what this request already looked up is known.
-        let unknown: Vec<ownership::RouteKey> = candidates
-            .iter()
-            .filter(|key| !budget.known.contains_key(*key))
-            .cloned()
-            .collect();
-        let owned = match (&self.ledger, unknown.is_empty()) {
-            (None, _) => Err("no ledger is configured (SYNC_LEDGER_TABLE)".to_owned()),
-            (Some(_), true) => Ok(ownership::Owned::new()),
-            (Some(ledger), false) => {
-                calls.reads += 1;
-                ledger.owned(&unknown).await.map_err(|e| e.to_string())
-            }
-        };
-        match owned {
-            Ok(found) => {
-                for key in unknown {
-                    let hop = found.get(&key).cloned();
-                    budget.known.insert(key, hop);
-                }
-                let mut owned: ownership::Owned = budget
-                    .known
-                    .iter()
-                    .filter_map(|(key, hop)| hop.clone().map(|hop| (key.clone(), hop)))
-                    .collect();
-                for write in own {
-                    let key = (write.table_id.clone(), write.destination.clone());
-                    match &write.after {
-                        Some(after) => owned.insert(key, after.id.clone()),
-                        None => owned.remove(&key),
-                    };
-                }
-                let kept = ownership::require_ownership(plans, &owned);
-                tracing::info!(
-                    decision = "ownership",
-                    deletes = candidates.len(),
-                    owned = kept
-                );
-            }
-            Err(error) => {
-                calls.unavailable = true;
-                let held = ownership::without_ledger(plans);
-                tracing::warn!(decision = "ledger-unavailable", deletes = held, error = %error, "the ledger could not be read: no delete is made, everything else goes on");
-            }
-        }
-        let held = if budget.per_destination {
-            ownership::enforce_delete_budget_per_destination(plans, budget.max)
-        } else {
-            ownership::enforce_delete_budget(plans, budget.max.saturating_sub(budget.used))
-        };
-        match held {
-            Some(held) => {
-                tracing::warn!(
-                    decision = "delete-budget-exceeded",
-                    planned = held.len(),
-                    max = budget.max,
-                    "more deletes planned than the budget: none is made"
-                );
-                let exceeded =
-                    report
-                        .delete_budget_exceeded
-                        .get_or_insert_with(|| DeleteBudgetExceeded {
-                            max_deletes: budget.max,
-                            planned: 0,
-                            would_delete: Vec::new(),
-                        });
-                // The check after writing plans the same held-back deletes again: each is
-                // listed once.
-                for h in held {
-                    let route = HeldBackRoute {
-                        vpc_id: h.vpc_id,
-                        route_table_id: h.table_id,
-                        destination: h.destination.to_string(),
-                        next_hop: h.next_hop.to_string(),
-                    };
-                    if !exceeded.would_delete.contains(&route) {
-                        exceeded.planned += 1;
-                        exceeded.would_delete.push(route);
-                    }
-                }
-            }
-            None => budget.used += ownership::delete_candidates(plans).len() as u32,
-        }
-    }
-
-    /// Records what this request wrote: a route created or replaced is owned, a route
-    /// deleted leaves the ledger. A record that fails leaves the route unowned (never
-    /// deleted: the safe side), logged and counted (`LedgerWriteFailures`).
-    async fn record_own_writes(
-        &self,
-        request: &SyncRequest,
-        own: &[OwnWrite],
-        report: &mut Report,
-    ) {
-        let Some(ledger) = &self.ledger else {
-            return;
-        };
-        if own.is_empty() {
-            return;
-        }
-        // In the order they were made: the ledger keeps the last change of a route.
-        let now = SystemTime::now();
-        let changes: Vec<LedgerChange> = own
-            .iter()
-            .map(|write| match &write.after {
-                Some(after) => LedgerChange::Record(LedgerEntry {
-                    vpc_id: write.vpc_id.clone(),
-                    table_id: write.table_id.clone(),
-                    destination: write.destination.clone(),
-                    next_hop: after.clone(),
-                    written_at: now,
-                    request: request.cause_of(&write.destination),
-                }),
-                None => LedgerChange::Forget((write.table_id.clone(), write.destination.clone())),
-            })
-            .collect();
-        let calls = report.ledger.get_or_insert_with(Default::default);
-        calls.writes += 1;
-        if let Err(error) = ledger.apply(&changes).await {
-            calls.write_failures += error.failed;
-            tracing::error!(decision = "ledger-write-failed", failed = error.failed, error = %error, "written routes not recorded stay unowned: they are never deleted");
-        }
-    }
-
-    /// The report and the notice say what the budget held back; a DeleteRoute event whose
-    /// delete could not consult the ledger fails, so that it is retried.
-    fn tell_held_back_deletes(&self, request: &SyncRequest, report: &mut Report) {
-        if let Some(exceeded) = &report.delete_budget_exceeded {
-            report.message.push_str(&format!(
-                "; {} deletes held back, none made: more than the delete budget ({}, SYNC_MAX_DELETES)",
-                exceeded.planned, exceeded.max_deletes
-            ));
-            report
-                .reason
-                .get_or_insert_with(|| "delete-budget-exceeded".to_owned());
-        }
-        if report.ledger.is_some_and(|l| l.unavailable) && request.subject.names_a_deletion() {
-            report.outcome = Outcome::Failed;
-            report.reason = Some("ledger-unavailable".to_owned());
-            report.message.push_str(
-                "; the deletion was not copied: the ledger of sync-routes' own routes could not be read (retried)",
-            );
-        }
-    }
-
-    /// `{"reconcile": true, "adopt": true}`: records as written by sync-routes every custom
-    /// route that equals the main table's (what sync-routes would have written), and nothing
-    /// else; writes and deletes no route. A dry run records nothing.
-    async fn adopt(&self, plans: &[VpcPlan], dry_run: bool, mut report: Report) -> Report {
-        let adoptable = ownership::adoptable(plans);
-        let action = if dry_run {
-            TableActionTaken::WouldAdopt
-        } else {
-            TableActionTaken::Adopted
-        };
-        for (vpc_id, table_id, destination, target) in &adoptable {
-            report.counts.add(action);
-            report.tables.push(TableReport {
-                vpc_id: vpc_id.clone(),
-                route_table_id: table_id.clone(),
-                destination: Some(destination.to_string()),
-                action,
-                before: Some(target.to_string()),
-                after: Some(target.to_string()),
-                code: None,
-                reason: None,
-            });
-        }
-        let what = match plans {
-            [plan] => format!("adopt in {}", plan.vpc_id),
-            _ => format!("adopt in {} VPCs", plans.len()),
-        };
-        let n = adoptable.len();
-        if dry_run {
-            report.outcome = Outcome::DryRun;
-            report.message = format!("dry run, {what}: {n} routes equal the main table's and would be recorded as written by sync-routes");
-            return report;
-        }
-        report.outcome = if n > 0 {
-            Outcome::Synced
-        } else {
-            Outcome::Unchanged
-        };
-        report.message = format!(
-            "{what}: {n} routes equal the main table's, recorded as written by sync-routes"
-        );
-        let Some(ledger) = &self.ledger else {
-            return report; // refused before reading: see `run`
-        };
-        if n == 0 {
-            return report;
-        }
-        let now = SystemTime::now();
-        let changes: Vec<LedgerChange> = adoptable
-            .into_iter()
-            .map(|(vpc_id, table_id, destination, next_hop)| {
-                LedgerChange::Record(LedgerEntry {
-                    vpc_id,
-                    table_id,
-                    destination,
-                    next_hop,
-                    written_at: now,
-                    request: "adopt".to_owned(),
-                })
-            })
-            .collect();
-        let calls = report.ledger.get_or_insert_with(Default::default);
-        calls.writes += 1;
-        if let Err(error) = ledger.apply(&changes).await {
-            calls.write_failures += error.failed;
-            report.outcome = Outcome::Failed;
-            report.error = Some(error.to_string());
-            report.message =
-                format!("{what}: could not record every route ({error}); run it again");
-        }
-        report
-    }
-
     fn cached_vpc(&self, table_id: &str) -> Option<String> {
         self.lock_cache().get(table_id).cloned()
     }
@@ -1282,17 +893,6 @@ impl<E: RouteTables, N: Notifier> Syncer<E, N> {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
-}
-
-/// A request's delete budget: `SYNC_MAX_DELETES`, or a reconcile's `max-deletes`, spent by
-/// the first plan and the check's plans after it.
-struct DeleteBudget {
-    max: u32,
-    used: u32,
-    /// A coalesced batch of route events: each destination (each event) has the budget.
-    per_destination: bool,
-    /// The ledger's answers so far (`None`: not owned), so each route is looked up once.
-    known: HashMap<ownership::RouteKey, Option<String>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
