@@ -32,6 +32,7 @@ WRITES = ("CreateRoute", "ReplaceRoute")
 ROUTES, TABLES = 26, 4
 FLOOR_S = (ROUTES * TABLES - 50) / 5
 BATCH_SIZE = 100
+BATCHING_WINDOW_S = 1.0
 
 
 def cpu_ns(pid: int) -> int:
@@ -63,7 +64,7 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
     else:
         q = h.create_work_queue(moto_url, visibility_timeout_s=360)
         service = h.EventSourceMapping(proxy_url, q.url, binary=binary, env=env, max_concurrency=2,
-                                       batch_size=BATCH_SIZE, batching_window_s=1.0, deadline_s=60.0)
+                                       batch_size=BATCH_SIZE, batching_window_s=BATCHING_WINDOW_S, deadline_s=60.0)
     try:
         # Warm both processes with a no-op each, so that start-up is not measured.
         warm = h.build_vpc(moto_url, custom_tables=1, enis=1)
@@ -103,8 +104,11 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--batch-size", type=int, default=BATCH_SIZE,
                     help="the event source mapping's BatchSize (the CDK app's: 100)")
+    ap.add_argument("--window", type=float, default=BATCHING_WINDOW_S,
+                    help="the event source mapping's MaximumBatchingWindowInSeconds")
     args = ap.parse_args()
     globals()["BATCH_SIZE"] = args.batch_size
+    globals()["BATCHING_WINDOW_S"] = args.window
     binary = h.function_binary()
     msg = h.missing_binary_message(binary)
     if msg:

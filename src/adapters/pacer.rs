@@ -11,6 +11,9 @@
 //! (at most once per `DECREASE_INTERVAL`, so that a herd of throttles from one burst
 //! counts once) and raised by `RATE_GAIN_PER_SECOND` each second of successes, or by
 //! `RELATIVE_GAIN_PER_SECOND` of the rate once that is more, until it is unpaced again.
+//! Between the first throttle and the first cut, the rate doubles each second instead
+//! (TCP's slow start): 2 calls a second is a guess, and a bucket whose refill AWS raised
+//! is found in seconds rather than left a third unused while the rate creeps up to it.
 //! Processes pacing this way share the bucket's refill between them without talking to
 //! each other, and hover just under it.
 
@@ -35,6 +38,9 @@ const RELATIVE_GAIN_PER_SECOND: f64 = 0.1;
 /// Above this, pacing stops: far above any bucket's refill.
 const UNPACED_RATE: f64 = 50.0;
 const DECREASE_INTERVAL: Duration = Duration::from_millis(1000);
+/// Slow start: each success adds this many calls a second, so `rate` successes a second
+/// double the rate each second.
+const SLOW_START_GAIN_PER_SUCCESS: f64 = 1.0;
 
 #[derive(Debug, Default)]
 pub struct Pacer {
@@ -49,6 +55,8 @@ struct State {
     rate: Option<f64>,
     next_slot: Option<Instant>,
     last_decrease: Option<Instant>,
+    /// From the first throttle until the first cut: the rate doubles each second.
+    slow_start: bool,
 }
 
 impl Pacer {
@@ -91,6 +99,10 @@ impl Pacer {
             return;
         }
         state.last_decrease = Some(now);
+        // The first throttle starts pacing (in slow start); every later one cuts the rate.
+        // (Halving at the end of slow start, as TCP does, measured worse: 1.28-1.38x against
+        // 1.17-1.29x the floor of issue 13's scaled failover through the queue.)
+        state.slow_start = state.rate.is_none();
         let rate = state.rate.map_or(RATE_AFTER_THROTTLE, |rate| {
             (rate * DECREASE_FACTOR).max(MIN_RATE)
         });
@@ -103,8 +115,16 @@ impl Pacer {
         let mut state = self.lock();
         if let Some(rate) = state.rate {
             // Each success adds the gain a second divided by the calls a second.
-            let raised = rate + (RATE_GAIN_PER_SECOND / rate).max(RELATIVE_GAIN_PER_SECOND);
+            let gain = if state.slow_start {
+                SLOW_START_GAIN_PER_SUCCESS
+            } else {
+                (RATE_GAIN_PER_SECOND / rate).max(RELATIVE_GAIN_PER_SECOND)
+            };
+            let raised = rate + gain;
             state.rate = (raised < UNPACED_RATE).then_some(raised);
+            if state.rate.is_none() {
+                state.slow_start = false;
+            }
         }
     }
 
@@ -172,14 +192,48 @@ mod tests {
         assert_eq!(pacer.rate(), Some(RATE_AFTER_THROTTLE));
     }
 
+    /// After the first throttle, until the first cut, each success adds one call a second:
+    /// 2/s doubles each second and reaches a bucket refilling at 20/s in about 3 s.
     #[test]
-    fn successes_raise_the_rate_until_pacing_stops() {
+    fn the_rate_doubles_each_second_until_the_first_cut() {
         let pacer = Pacer::default();
         pacer.on_throttled();
+        let mut rate = RATE_AFTER_THROTTLE;
+        let mut seconds = 0;
+        while rate < 16.0 {
+            // One second at `rate`: that many successes.
+            for _ in 0..rate as usize {
+                pacer.on_success();
+            }
+            rate = pacer.rate().expect("paced");
+            seconds += 1;
+        }
+        assert!(seconds <= 4, "{seconds} s to reach 16/s");
+        // Still slow start: a throttle within DECREASE_INTERVAL of the first counts once.
+        pacer.on_throttled();
+        assert_eq!(pacer.rate(), Some(rate));
+    }
+
+    /// A cut ends slow start: from there the gain is additive, then relative.
+    fn pacer_past_slow_start() -> Pacer {
+        let pacer = Pacer::default();
+        pacer.on_throttled();
+        pacer.lock().last_decrease = Some(Instant::now() - DECREASE_INTERVAL);
+        pacer.lock().rate = Some(RATE_AFTER_THROTTLE / DECREASE_FACTOR);
+        pacer.on_throttled();
+        assert!((pacer.rate().expect("paced") - RATE_AFTER_THROTTLE).abs() < 1e-9);
+        pacer
+    }
+
+    #[test]
+    fn successes_raise_the_rate_until_pacing_stops() {
+        let pacer = pacer_past_slow_start();
         pacer.on_success();
-        assert_eq!(
-            pacer.rate(),
-            Some(RATE_AFTER_THROTTLE + RATE_GAIN_PER_SECOND / RATE_AFTER_THROTTLE)
+        let rate = pacer.rate().expect("paced");
+        assert!(
+            (rate - (RATE_AFTER_THROTTLE + RATE_GAIN_PER_SECOND / RATE_AFTER_THROTTLE)).abs()
+                < 1e-9,
+            "{rate}"
         );
         for _ in 0..100_000 {
             pacer.on_success();
@@ -196,8 +250,7 @@ mod tests {
             pacer.on_success();
             pacer.rate().expect("paced") - rate
         };
-        let pacer = Pacer::default();
-        pacer.on_throttled();
+        let pacer = pacer_past_slow_start();
         let gain = gain_of_one_success(&pacer);
         assert!(
             (gain - RATE_GAIN_PER_SECOND / RATE_AFTER_THROTTLE).abs() < 1e-9,
