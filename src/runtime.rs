@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use tokio::time::Instant;
@@ -29,17 +30,28 @@ pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(2000);
 const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(1000);
 
+/// The SDK configuration every client starts from. Stalled-stream protection is off: it
+/// wraps every response body in a throughput monitor with its own timers, and every call
+/// this function makes already has an attempt timeout (EC2 10 s, the calls after the
+/// deadline 400 ms) that ends a stalled answer sooner.
+async fn shared_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+        .load()
+        .await
+}
+
 /// Builds the engine and its clients once. The SDK's own variables (`AWS_REGION`,
 /// `AWS_ENDPOINT_URL`, credentials) apply, so the function can point at an emulator.
 pub async fn build(config: &Config) -> (AwsSyncer, Option<String>) {
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let shared = shared_config().await;
     build_with(config, &shared)
 }
 
 /// The engines of every account and region the function works in (one, unless it is an
 /// organization's hub): on Lambda with its hand-off, else as `build`.
 pub async fn fleet(config: &Config, on_lambda: bool) -> Fleet {
-    let shared = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let shared = shared_config().await;
     let (syncer, region) = match on_lambda {
         true => build_for_lambda_with(config, &shared),
         false => build_with(config, &shared),
