@@ -27,7 +27,8 @@ export const SAMPLE_EVENT = 'events/manual-dry-run.json';
  *   expression such as `rate(5 minutes)` (default every 15 minutes)
  * - `maxConcurrency`: most invocations the work queue runs at once, 2 to 1000 (default 2);
  *   reserves nothing, so the stack deploys on a new account
- * - `batchingWindow`: whole seconds (0 to 300) the work queue gathers a batch (default 1)
+ * - `batchingWindow`: whole seconds (0 to 300) the work queue gathers a batch (default 0:
+ *   none, batches of whatever is waiting, up to 10)
  * - `reservedConcurrency`: reserved concurrency of the function (default unset; any value
  *   fails the deploy on a new account whose Lambda quota is 10)
  * - `lagAlarmThreshold`: seconds of p99 EventLag before the lag alarm (default 60)

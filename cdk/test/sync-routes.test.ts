@@ -537,8 +537,8 @@ describe('work queue: EventBridge -> SQS -> event source mapping', () => {
     expect(mapping.Properties).toEqual(expect.objectContaining({
       EventSourceArn: { 'Fn::GetAtt': [WORK_QUEUE, 'Arn'] },
       FunctionName: { Ref: FUNCTION },
-      BatchSize: 100,
-      MaximumBatchingWindowInSeconds: 1,
+      BatchSize: 10,
+      MaximumBatchingWindowInSeconds: 0,
       FunctionResponseTypes: ['ReportBatchItemFailures'],
       ScalingConfig: { MaximumConcurrency: 2 },
     }));
@@ -549,6 +549,8 @@ describe('work queue: EventBridge -> SQS -> event source mapping', () => {
     t.hasResourceProperties('AWS::Lambda::EventSourceMapping', {
       ScalingConfig: { MaximumConcurrency: 5 },
       MaximumBatchingWindowInSeconds: 3,
+      // A window lets a batch hold up to 100 messages.
+      BatchSize: 100,
     });
     // Still nothing reserved.
     t.hasResourceProperties('AWS::Lambda::Function', { ReservedConcurrentExecutions: Match.absent() });

@@ -1,7 +1,8 @@
 """The work queue (issue 17), end to end: EventBridge -> SQS -> the event source mapping ->
 the real binary, with moto's real SQS (the queue and its dead-letter queue, RedrivePolicy
 maxReceiveCount 5) and tests/lambda_harness.py EventSourceMapping as the mapping
-(MaximumConcurrency 2, BatchSize 10, a 1 s batching window, ReportBatchItemFailures).
+(MaximumConcurrency 2, BatchSize 10, no batching window, ReportBatchItemFailures: as the
+CDK app deploys it).
 
 The function's AWS calls (EC2, and SQS SendMessage for its continuations) go through
 tests/fault_proxy.py; the mapping polls moto directly and setup goes straight to moto, so
@@ -25,8 +26,8 @@ import lambda_harness as h  # noqa: E402
 
 # What the CDK app deploys (cdk/lib/sync-routes.ts).
 MAX_CONCURRENCY = 2
-BATCH_SIZE = 100
-BATCHING_WINDOW_S = 1.0
+BATCH_SIZE = 10
+BATCHING_WINDOW_S = 0.0
 MAX_RECEIVE_COUNT = 5
 # EC2's route-write and read buckets (the fault proxy's EC2-faithful throttling).
 EC2_BUCKETS = {"mutate": {"capacity": 50, "refill_per_sec": 5}, "read": {"capacity": 100, "refill_per_sec": 20}}
