@@ -89,10 +89,8 @@ def main() -> int:
     ap.add_argument("--events", type=int, default=10)
     ap.add_argument("--ledger-delay-ms", type=int, default=0)
     args = ap.parse_args()
-    binary = h.function_binary()
-    msg = h.missing_binary_message(binary)
-    if msg:
-        print(msg, file=sys.stderr)
+    binary = h.bench_binary()
+    if binary is None:
         return 2
     config: dict = {"strict_routes": True}
     if args.ledger_delay_ms:

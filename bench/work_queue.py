@@ -102,18 +102,12 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=BATCH_SIZE,
-                    help="the event source mapping's BatchSize (the CDK app's: 10, or 100 with a window)")
-    ap.add_argument("--window", type=float, default=BATCHING_WINDOW_S,
-                    help="the event source mapping's MaximumBatchingWindowInSeconds (the CDK app's: 0)")
+    h.add_mapping_args(ap, runs=3)
     args = ap.parse_args()
     globals()["BATCH_SIZE"] = args.batch_size
     globals()["BATCHING_WINDOW_S"] = args.window
-    binary = h.function_binary()
-    msg = h.missing_binary_message(binary)
-    if msg:
-        print(msg, file=sys.stderr)
+    binary = h.bench_binary()
+    if binary is None:
         return 2
     moto, moto_url = h.start_moto()
     proxy, proxy_url = h.start_fault_proxy(moto_url)

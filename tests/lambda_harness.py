@@ -73,6 +73,23 @@ def missing_binary_message(path: Path) -> str | None:
     return f"the sync-routes binary {path} is missing or not executable: {BUILD_HINT}"
 
 
+def bench_binary() -> Path | None:
+    """For bench/ scripts: the function binary, or None after saying on stderr how to build it."""
+    binary = function_binary()
+    msg = missing_binary_message(binary)
+    if msg:
+        print(msg, file=sys.stderr)
+        return None
+    return binary
+
+
+def add_mapping_args(ap, runs: int) -> None:
+    """For bench/ scripts: --runs, and the event source mapping's settings as the CDK app deploys them."""
+    ap.add_argument("--runs", type=int, default=runs)
+    ap.add_argument("--batch-size", type=int, default=10, help="BatchSize (the CDK app's: 10, or 100 with a window)")
+    ap.add_argument("--window", type=float, default=0.0, help="MaximumBatchingWindowInSeconds (the CDK app's: 0)")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
