@@ -83,7 +83,7 @@ async fn serve(config: &Config) -> ExitCode {
         if let Some(batch) = trigger::sqs_batch(payload) {
             // The work queue's event source mapping: never a Lambda error, which would make
             // SQS deliver the whole batch again; the failed records are named instead.
-            let deadline = runtime::deadline_from_epoch_ms(event.context.deadline);
+            let deadline = runtime::deadline_from_epoch_ms(event.context.deadline, config);
             let response = fleet.handle_batch(batch, deadline).await;
             return serde_json::to_value(response).map_err(|e| Diagnostic {
                 error_type: "Serialize".to_owned(),
@@ -98,9 +98,10 @@ async fn serve(config: &Config) -> ExitCode {
                     .context
                     .deadline
                     .min(runtime::epoch_ms_in(HTTP_ANSWER_WITHIN)),
+                config,
             )
         } else {
-            runtime::deadline_from_epoch_ms(event.context.deadline)
+            runtime::deadline_from_epoch_ms(event.context.deadline, config)
         };
         let report = fleet.handle(payload, deadline).await;
         if http {

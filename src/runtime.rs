@@ -29,6 +29,9 @@ pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 /// invocation, 1 s of a 10 s one).
 const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(2000);
 const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(1000);
+/// With deletes on, the ledger records the request's writes after them, possibly past the
+/// deadline (`ledger_timeouts`: at most 700 ms), before the hand-off and the notice.
+const LEDGER_MARGIN: Duration = Duration::from_millis(700);
 
 /// The SDK configuration every client starts from. Stalled-stream protection is off: it
 /// wraps every response body in a throughput monitor with its own timers, and every call
@@ -178,16 +181,29 @@ pub fn epoch_ms_in(after: Duration) -> u64 {
     now + after.as_millis() as u64
 }
 
-/// The instant to stop retrying, from Lambda's deadline in epoch milliseconds.
-pub fn deadline_from_epoch_ms(deadline_ms: u64) -> Instant {
+/// The instant to stop retrying, from Lambda's deadline in epoch milliseconds, keeping the
+/// margin for what comes after it (`deadline_margin`).
+pub fn deadline_from_epoch_ms(deadline_ms: u64, config: &Config) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let remaining = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
-    let margin = (remaining / 30).clamp(DEADLINE_MARGIN_MIN, DEADLINE_MARGIN_MAX);
-    let usable = remaining.checked_sub(margin).unwrap_or(remaining / 2);
+    let usable = remaining
+        .checked_sub(deadline_margin(remaining, config))
+        .unwrap_or(remaining / 2);
     Instant::now() + usable
+}
+
+/// A thirtieth of the time left, within `DEADLINE_MARGIN_MIN`..`DEADLINE_MARGIN_MAX`, and with
+/// the ledger on at least `LEDGER_MARGIN` more than the minimum: every call after the deadline
+/// must end before Lambda's.
+fn deadline_margin(remaining: Duration, config: &Config) -> Duration {
+    let floor = match config.ledger_table {
+        Some(_) => DEADLINE_MARGIN_MIN + LEDGER_MARGIN,
+        None => DEADLINE_MARGIN_MIN,
+    };
+    (remaining / 30).clamp(floor, DEADLINE_MARGIN_MAX.max(floor))
 }
 
 /// JSON lines on stderr (stdout stays clean for `invoke`'s report). The level comes from
@@ -216,4 +232,50 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Config {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned()).expect("a valid configuration")
+    }
+
+    /// The calls after the deadline fit the margin: the hand-off and the notice (450 ms each)
+    /// in 1 s, and with the ledger its write (700 ms) besides, whatever the timeout.
+    #[test]
+    fn the_margin_keeps_room_for_every_call_after_the_deadline() {
+        let plain = config(&[]);
+        let with_ledger = config(&[
+            ("SYNC_PROPAGATE_DELETES", "true"),
+            ("SYNC_DESTINATIONS", "10.0.0.0/8"),
+            ("SYNC_LEDGER_TABLE", "sync-routes-ledger"),
+        ]);
+        assert!(with_ledger.ledger_table.is_some());
+        let ten_s = Duration::from_secs(10);
+        let sixty_s = Duration::from_secs(60);
+        assert_eq!(deadline_margin(ten_s, &plain), Duration::from_millis(1000));
+        assert_eq!(
+            deadline_margin(sixty_s, &plain),
+            Duration::from_millis(2000)
+        );
+        assert_eq!(
+            deadline_margin(ten_s, &with_ledger),
+            Duration::from_millis(1700)
+        );
+        assert_eq!(
+            deadline_margin(sixty_s, &with_ledger),
+            Duration::from_millis(2000)
+        );
+        assert_eq!(
+            deadline_margin(Duration::from_secs(900), &with_ledger),
+            Duration::from_millis(2000)
+        );
+    }
 }
