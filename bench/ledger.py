@@ -96,9 +96,7 @@ def main() -> int:
     if args.ledger_delay_ms:
         config["inject"] = [{"action": a, "service": "dynamodb", "delay_ms": args.ledger_delay_ms, "times": -1}
                             for a in ("BatchGetItem", "BatchWriteItem")]
-    moto, moto_url = h.start_moto()
-    proxy, proxy_url = h.start_fault_proxy(moto_url)
-    try:
+    with h.moto_and_fault_proxy() as (moto_url, proxy_url):
         control = h.Control(proxy_url)
         results = {s: run(s, moto_url, proxy_url, control, binary, args.events, config)
                    for s in ("deletes off", "deletes on")}
@@ -119,9 +117,6 @@ def main() -> int:
                 print(f"| {kind} | {setting} | {statistics.median(ms):.1f} ms ({min(ms):.1f}–{max(ms):.1f}) "
                       f"| {per('DescribeRouteTables'):.0f} | {writes:.0f} | {per('BatchGetItem'):.0f} "
                       f"| {per('BatchWriteItem'):.0f} | {outcomes} |")
-    finally:
-        h.stop_process(proxy)
-        h.stop_process(moto)
     return 0
 
 

@@ -85,9 +85,7 @@ def main() -> int:
     binary = h.bench_binary()
     if binary is None:
         return 2
-    moto, moto_url = h.start_moto()
-    proxy, proxy_url = h.start_fault_proxy(moto_url)
-    try:
+    with h.moto_and_fault_proxy() as (moto_url, proxy_url):
         control = h.Control(proxy_url)
         walls = []
         for run in range(args.runs):
@@ -106,9 +104,6 @@ def main() -> int:
             print(f"\nmedian {med:.1f} s = {med / FLOOR_S:.2f}x the {FLOOR_S:.0f} s floor "
                   f"({min(walls) / FLOOR_S:.2f}-{max(walls) / FLOOR_S:.2f}x), batch size {args.batch_size}, "
                   f"window {args.window:g} s, {args.runs} runs")
-    finally:
-        h.stop_process(proxy)
-        h.stop_process(moto)
     return 0
 
 

@@ -109,9 +109,7 @@ def main() -> int:
     binary = h.bench_binary()
     if binary is None:
         return 2
-    moto, moto_url = h.start_moto()
-    proxy, proxy_url = h.start_fault_proxy(moto_url)
-    try:
+    with h.moto_and_fault_proxy() as (moto_url, proxy_url):
         control = h.Control(proxy_url)
         topic = h.create_topic(moto_url)
         results = {"async": [], "queue": []}
@@ -140,9 +138,6 @@ def main() -> int:
                 cells.append(f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})")
             print(f"| {label} | {cells[0]} | {cells[1]} |")
         print(f"\nfloor of the write bucket: {FLOOR_S:.1f} s; {args.runs} runs each, interleaved")
-    finally:
-        h.stop_process(proxy)
-        h.stop_process(moto)
     return 0
 
 

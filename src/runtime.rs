@@ -30,8 +30,9 @@ pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(2000);
 const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(1000);
 /// With deletes on, the ledger records the request's writes after them, possibly past the
-/// deadline (`ledger_timeouts`: at most 700 ms), before the hand-off and the notice.
-const LEDGER_MARGIN: Duration = Duration::from_millis(700);
+/// deadline, before the hand-off and the notice: each of its calls is bounded by this
+/// (`ledger_timeouts`), and the deadline keeps as much more.
+const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// The SDK configuration every client starts from. Stalled-stream protection is off: it
 /// wraps every response body in a throughput monitor with its own timers, and every call
@@ -168,7 +169,7 @@ fn ledger_timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(300))
         .operation_attempt_timeout(Duration::from_millis(300))
-        .operation_timeout(Duration::from_millis(700))
+        .operation_timeout(LEDGER_OPERATION_TIMEOUT)
         .build()
 }
 
@@ -196,11 +197,11 @@ pub fn deadline_from_epoch_ms(deadline_ms: u64, config: &Config) -> Instant {
 }
 
 /// A thirtieth of the time left, within `DEADLINE_MARGIN_MIN`..`DEADLINE_MARGIN_MAX`, and with
-/// the ledger on at least `LEDGER_MARGIN` more than the minimum: every call after the deadline
+/// the ledger on at least `LEDGER_OPERATION_TIMEOUT` more than the minimum: every call after the deadline
 /// must end before Lambda's.
 fn deadline_margin(remaining: Duration, config: &Config) -> Duration {
     let floor = match config.ledger_table {
-        Some(_) => DEADLINE_MARGIN_MIN + LEDGER_MARGIN,
+        Some(_) => DEADLINE_MARGIN_MIN + LEDGER_OPERATION_TIMEOUT,
         None => DEADLINE_MARGIN_MIN,
     };
     (remaining / 30).clamp(floor, DEADLINE_MARGIN_MAX.max(floor))
@@ -237,14 +238,9 @@ pub fn init_logging() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
     fn config(vars: &[(&str, &str)]) -> Config {
-        let vars: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|name| vars.get(name).cloned()).expect("a valid configuration")
+        Config::from_pairs(vars).expect("a valid configuration")
     }
 
     /// The calls after the deadline fit the margin: the hand-off and the notice (450 ms each)

@@ -21,6 +21,7 @@ ${CARGO_TARGET_DIR:-<repo>/target}/lambda/sync-routes/bootstrap.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -1089,6 +1090,21 @@ def start_fault_proxy(upstream: str) -> tuple[subprocess.Popen, str]:
         stop_process(proc)
         raise RuntimeError(f"fault_proxy did not start: {line!r}")
     return proc, f"http://127.0.0.1:{int(line.rsplit(' ', 1)[1])}"
+
+
+@contextlib.contextmanager
+def moto_and_fault_proxy():
+    """For bench/ scripts: moto and the fault proxy in front of it, (moto_url, proxy_url),
+    both stopped on the way out."""
+    moto, moto_url = start_moto()
+    try:
+        proxy, proxy_url = start_fault_proxy(moto_url)
+        try:
+            yield moto_url, proxy_url
+        finally:
+            stop_process(proxy)
+    finally:
+        stop_process(moto)
 
 
 class Control:
