@@ -72,10 +72,9 @@ where
 {
     // No attempt starts at or past the deadline, and none runs past it: a write cut off
     // there may or may not have landed, which the next invocation's read tells.
-    let Some(turn) = pacer.reserve_before_deadline(deadline) else {
+    if !pacer.wait_turn(deadline).await {
         return Err(E::deadline(operation));
-    };
-    tokio::time::sleep_until(turn).await;
+    }
     let mut attempts: u32 = 0;
     loop {
         attempts += 1;
@@ -100,11 +99,10 @@ where
                 tokio::time::sleep(delay).await;
             }
         }
-        let Some(turn) = pacer.reserve_before_deadline(deadline) else {
-            return give_up(operation, attempts, error);
-        };
         tracing::debug!(operation, attempts, rate = pacer.rate(), error = %error, "retrying");
-        tokio::time::sleep_until(turn).await;
+        if !pacer.wait_turn(deadline).await {
+            return give_up(operation, attempts, error);
+        }
     }
 }
 
