@@ -8,13 +8,17 @@ ways, side by side in one run, with the deploy binary:
           window: batches of whatever is waiting, up to 10; --batch-size 100 --window 1 for
           a 1 s window), 2 processes, the batch's route events coalesced per main table.
 
+`--async-bin PATH` runs the async column with another binary: the function as it was when
+issue 17 was filed (the deploy build of 8ac504a, the last commit before the work queue's Rust
+code), so that "today's" CPU is today's deployment, side by side in the same run.
+
 Both behind the fault proxy's EC2 buckets (writes 50 burst + 5/s, reads 100 + 20/s) and
 strict routes. Printed per run: wall time from the first event to the last route in moto,
 its ratio to the bucket's floor ((104 - 50) / 5 = 10.8 s), DescribeRouteTables, route
 write attempts and throttled ones (the proxy's counts), SNS notices, and the function
 processes' CPU from the scheduler (/proc/PID/task/*/schedstat, nanoseconds).
 
-    .venv/bin/python bench/work_queue.py --runs 3
+    .venv/bin/python bench/work_queue.py --runs 3 [--async-bin /tmp/bootstrap-8ac504a]
 """
 
 from __future__ import annotations
@@ -90,7 +94,10 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
         cpu = processes_cpu_ns(service.processes) - cpu_before
         c = control.calls()
         counts, throttled = c["counts"], c["throttled_counts"]
+        batches = ([inv.size for inv in sorted(service.invocations, key=lambda i: i.t_start)][2:]
+                   if way == "queue" else None)  # the 2 warm-ups first
         return {
+            "batches": batches,
             "wall": landed_at, "reads": counts.get("DescribeRouteTables", 0),
             "writes": sum(counts.get(a, 0) for a in WRITES),
             "throttled": sum(throttled.get(a, 0) for a in WRITES),
@@ -103,23 +110,30 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     h.add_mapping_args(ap, runs=3)
+    ap.add_argument("--async-bin", type=Path, help="the binary of the async column (default: the function binary)")
     args = ap.parse_args()
     globals()["BATCH_SIZE"] = args.batch_size
     globals()["BATCHING_WINDOW_S"] = args.window
     binary = h.bench_binary()
     if binary is None:
         return 2
+    async_binary = args.async_bin or binary
+    if h.missing_binary_message(async_binary):
+        print(h.missing_binary_message(async_binary), file=sys.stderr)
+        return 2
+    print(f"async column: {async_binary}\nqueue column: {binary}", flush=True)
     with h.moto_and_fault_proxy() as (moto_url, proxy_url):
         control = h.Control(proxy_url)
         topic = h.create_topic(moto_url)
         results = {"async": [], "queue": []}
         for run in range(args.runs):
             for way in ("async", "queue"):  # interleaved, so that both see the same machine
-                r = one_run(way, moto_url, proxy_url, control, binary, topic)
+                r = one_run(way, moto_url, proxy_url, control, async_binary if way == "async" else binary, topic)
                 results[way].append(r)
                 wall = f"{r['wall']:.2f} s ({r['wall'] / FLOOR_S:.2f}x)" if r["wall"] else "not all landed"
                 print(f"run {run + 1} {way:5}: wall {wall}, reads {r['reads']}, write attempts {r['writes']} "
-                      f"({r['throttled']} throttled), notices {r['notices']}, CPU {r['cpu_ms']:.1f} ms", flush=True)
+                      f"({r['throttled']} throttled), notices {r['notices']}, CPU {r['cpu_ms']:.1f} ms"
+                      + (f", batches {r['batches']}" if r["batches"] is not None else ""), flush=True)
         print("\n| measure | async (one event per invocation) | queue (batches, coalesced) |")
         print("|---|---|---|")
         for key, label, fmt in [("wall", "wall, first event to last route", "{:.2f} s"),
