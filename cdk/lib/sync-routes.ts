@@ -213,11 +213,11 @@ export interface SyncRoutesProps {
    * consumer is free; the route events of one main table in a batch are still one request
    * (one read, one plan, one notice), and while both consumers work through a failover the
    * events behind them gather into batches of 10. Measured (BENCHMARKS.md, issue 17), 26
-   * route events at once: 0 s: 14 reads, 6 notices, the last route 0.4 s sooner than with one
-   * invocation per event; 1 s (batches of up to 100): 6 reads, 2 notices, 0.8 s later; and
+   * route events at once: 0 s: 14 reads, 6 notices, the last route as soon as with one
+   * invocation per event; 1 s (batches of up to 100): 6 reads, 2 notices, 0.9 s later; and
    * with a window every lone event (1.1 s instead of 0.17 s) and every continuation of a long
-   * failover waits it out (issue 13's scaled failover: 1.04x the bucket's floor at 0 s with
-   * today's pacing; 1.46x at 1 s, measured with the pacing before).
+   * failover waits it out (issue 13's scaled failover: 1.04x the bucket's floor at 0 s,
+   * 1.13x at 1 s).
    *
    * @default Duration.seconds(0)
    */
