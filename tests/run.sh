@@ -2,7 +2,7 @@
 # Runs every test, from a fresh clone: installs its tools first (Python tools into .venv,
 # npm packages with npm ci), then
 #   1. Rust: cargo fmt --check, cargo test (unit tests, and the handler against moto behind
-#      the EC2-faithful fault proxy);
+#      the EC2-faithful fault proxy; built while the tools install);
 #   2. the deploy build: cargo lambda build --release (the binary Lambda runs), with
 #      clippy -D warnings beside it;
 #   3. CDK: type check and jest with cdk-nag (also beside step 2), cdk synth with
@@ -27,7 +27,13 @@ finish() { # PID LOG WHAT
   fi
 }
 
-step "tools"
+# The test build needs none of the tools (moto is for running the tests), so it compiles
+# while they install: from a cold cache that is the tools' minute off the critical path.
+step "tools (beside the test build)"
+build_log=$(mktemp)
+cargo test --no-run --quiet >"$build_log" 2>&1 &
+test_build=$!
+trap 'kill "$test_build" 2>/dev/null || true; rm -f "$build_log"' EXIT
 bash tests/tools/setup.sh
 export PATH="$(readlink -f "$repo/.venv")/bin:$PATH" # cargo-lambda (with zig), cfn-lint, pytest
 target="${CARGO_TARGET_DIR:-$repo/target}"
@@ -36,6 +42,7 @@ step "Rust: format"
 cargo fmt --check
 
 step "Rust: tests"
+finish "$test_build" "$build_log" "the test build"
 cargo test
 
 # The CDK's npm ci, type check and jest need no Rust build (jest uses a placeholder asset
@@ -54,7 +61,7 @@ step "Rust: clippy -D warnings (in the background, beside the deploy build)"
 clippy_log=$(mktemp)
 CARGO_TARGET_DIR="$target/clippy" cargo clippy --all-targets --quiet -- -D warnings >"$clippy_log" 2>&1 &
 clippy=$!
-trap 'kill "$cdk_tests" "$clippy" 2>/dev/null || true; rm -f "$cdk_log" "$clippy_log"' EXIT
+trap 'kill "$cdk_tests" "$clippy" 2>/dev/null || true; rm -f "$build_log" "$cdk_log" "$clippy_log"' EXIT
 
 step "Lambda build: cargo lambda build --release"
 cargo lambda build --release
