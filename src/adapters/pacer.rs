@@ -58,7 +58,7 @@ const SLOW_START_GAIN_PER_SUCCESS: f64 = 1.0;
 /// first herd of answers raised the rate at once), 1.12-1.17x but 4 times the throttled calls
 /// on EC2's default bucket.
 const SLOW_START_GROWTH_PER_SECOND: f64 = 4.0;
-/// A throttle this soon after pacing stopped resumes at 70% of the rate it stopped at, not
+/// A throttle this soon after pacing stopped resumes at 70% of `UNPACED_RATE`, not
 /// from slow start: the bucket has just said that rate is too fast. (A bucket's burst hides
 /// its refill from slow start: behind 20 + 20/s, 2/s grew to the unpaced rate before the
 /// 20 tokens ran out, so every 4 s the process went unpaced, was throttled and started
@@ -82,8 +82,8 @@ struct State {
     last_decrease: Option<Instant>,
     /// From the first throttle until the first cut: when it began and the rate then.
     slow_start: Option<(Instant, f64)>,
-    /// When pacing last stopped, and the rate it stopped at.
-    unpaced: Option<(Instant, f64)>,
+    /// When pacing last stopped (at `UNPACED_RATE`).
+    unpaced_since: Option<Instant>,
 }
 
 /// What the caller at the head of the queue may do now.
@@ -161,9 +161,9 @@ impl Pacer {
         // (Halving at the end of slow start, as TCP does, measured worse: 1.28-1.38x against
         // 1.17-1.29x the floor of issue 13's scaled failover through the queue.)
         let resumed = state
-            .unpaced
-            .filter(|(at, _)| now.duration_since(*at) < RESUME_WITHIN)
-            .map(|(_, rate)| rate * DECREASE_FACTOR);
+            .unpaced_since
+            .filter(|since| now.duration_since(*since) < RESUME_WITHIN)
+            .map(|_| UNPACED_RATE * DECREASE_FACTOR);
         let rate = match (state.rate, resumed) {
             (Some(rate), _) if rate <= DEFAULT_REFILL => {
                 (rate * DECREASE_FACTOR_AT_DEFAULT).max(MIN_RATE)
@@ -174,7 +174,7 @@ impl Pacer {
         };
         state.slow_start = (state.rate.is_none() && resumed.is_none()).then_some((now, rate));
         state.rate = Some(rate);
-        // Slots handed out at the old rate would let a burst through: start over.
+        // The next call waits a slot at the new rate, whenever the last one went.
         state.next_slot = Some(now + Duration::from_secs_f64(1.0 / rate));
     }
 
@@ -200,7 +200,7 @@ impl Pacer {
             state.rate = (raised < UNPACED_RATE).then_some(raised);
             if state.rate.is_none() {
                 state.slow_start = None;
-                state.unpaced = Some((Instant::now(), raised));
+                state.unpaced_since = Some(Instant::now());
             }
         }
     }
@@ -318,7 +318,7 @@ mod tests {
         assert!(Instant::now() < deadline + Duration::from_millis(50));
     }
 
-    /// Throttled soon after pacing stopped: 70% of the rate it stopped at, without slow
+    /// Throttled soon after pacing stopped: 70% of the unpaced rate, without slow
     /// start; long after, slow start from the beginning.
     #[test]
     fn a_throttle_soon_after_pacing_stopped_resumes_below_that_rate() {
@@ -326,15 +326,17 @@ mod tests {
         while pacer.rate().is_some() {
             pacer.on_success();
         }
-        let stopped_at = pacer.lock().unpaced.expect("recorded").1;
-        assert!(stopped_at >= UNPACED_RATE);
+        assert!(pacer.lock().unpaced_since.is_some());
         pacer.on_throttled();
         let rate = pacer.rate().expect("paced");
-        assert!((rate - stopped_at * DECREASE_FACTOR).abs() < 1e-9, "{rate}");
+        assert!(
+            (rate - UNPACED_RATE * DECREASE_FACTOR).abs() < 1e-9,
+            "{rate}"
+        );
         assert!(pacer.lock().slow_start.is_none());
 
         let pacer = Pacer::default();
-        pacer.lock().unpaced = Some((Instant::now() - RESUME_WITHIN, UNPACED_RATE));
+        pacer.lock().unpaced_since = Some(Instant::now() - RESUME_WITHIN);
         pacer.on_throttled();
         assert_eq!(pacer.rate(), Some(RATE_AFTER_THROTTLE));
         assert!(pacer.lock().slow_start.is_some());
