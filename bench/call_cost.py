@@ -60,6 +60,7 @@ def main() -> int:
             for cidr, eni in routes[:3]:  # warm, on no-ops
                 noticed.invoke(h.cloudtrail_event(ids["main"], cidr, eni))
             wide = h.build_vpc(moto_url, custom_tables=WIDE, enis=2)
+            ec2 = h.ec2_client(moto_url)
             for run in range(args.runs):
                 control.reset()
                 cidr, eni = routes[run % ROUTES]
@@ -70,11 +71,15 @@ def main() -> int:
                 # (and 2 reads and a check), against a no-op of that VPC.
                 [(wcidr, _)] = h.write_main_routes(moto_url, wide, [f"10.{200 + run}.0.0/16"],
                                                    enis=[wide["enis"][0]])
+
+                def point_main(eni: int, wcidr=wcidr):
+                    """The wide VPC's main route straight in moto, as another tool would."""
+                    ec2.replace_route(RouteTableId=wide["main"], DestinationCidrBlock=wcidr,
+                                      NetworkInterfaceId=wide["enis"][eni])
                 plain.invoke(h.cloudtrail_event(wide["main"], wcidr, wide["enis"][0]))
                 wide_noop, _ = invoke_cpu_ms(plain, h.cloudtrail_event(wide["main"], wcidr, wide["enis"][0]))
-                h.ec2_client(moto_url).replace_route(RouteTableId=wide["main"], DestinationCidrBlock=wcidr,
-                                                     NetworkInterfaceId=wide["enis"][1])
-                written, body = invoke_cpu_ms(plain, h.cloudtrail_event(wide["main"], wcidr, wide["enis"][1],
+                point_main(1)
+                written, _ = invoke_cpu_ms(plain, h.cloudtrail_event(wide["main"], wcidr, wide["enis"][1],
                                                                         name="ReplaceRoute"))
                 # The write event made 2 reads (its plan's and the check's) where the no-op made 1,
                 # and one invocation: what is left over two no-ops is 40 writes less one
@@ -85,16 +90,15 @@ def main() -> int:
                 # connections open, the VPC known), then behind a bucket of 1 + 40/s, where
                 # about every other attempt is throttled and retried. (The pacer then paces
                 # that process, so it is not reused.)
-                replace = h.ec2_client(moto_url).replace_route
                 with h.FunctionProcess(proxy_url, binary=binary) as fresh:
                     fresh.wait_ready()
                     for cidr, eni in routes[:3]:  # warm, on no-ops of the other VPC
                         fresh.invoke(h.cloudtrail_event(ids["main"], cidr, eni))
                     fresh.invoke(h.cloudtrail_event(wide["main"], wcidr, wide["enis"][1]))  # a no-op
-                    replace(RouteTableId=wide["main"], DestinationCidrBlock=wcidr, NetworkInterfaceId=wide["enis"][0])
+                    point_main(0)
                     unthrottled, _ = invoke_cpu_ms(fresh, h.cloudtrail_event(
                         wide["main"], wcidr, wide["enis"][0], name="ReplaceRoute"))
-                    replace(RouteTableId=wide["main"], DestinationCidrBlock=wcidr, NetworkInterfaceId=wide["enis"][1])
+                    point_main(1)
                     control.reset()
                     control.config(buckets={"mutate": {"capacity": 1, "refill_per_sec": 40}})
                     throttled_ms, _ = invoke_cpu_ms(fresh, h.cloudtrail_event(
@@ -107,10 +111,10 @@ def main() -> int:
                 # A notice: two changes of the wide VPC alike (40 writes each), one by a process
                 # with a topic. The tables are on the second ENI here.
                 noticed.invoke(h.cloudtrail_event(wide["main"], wcidr, wide["enis"][1]))  # a warm no-op
-                replace(RouteTableId=wide["main"], DestinationCidrBlock=wcidr, NetworkInterfaceId=wide["enis"][0])
+                point_main(0)
                 with_notice, body = invoke_cpu_ms(noticed, h.cloudtrail_event(wide["main"], wcidr, wide["enis"][0],
                                                                               name="ReplaceRoute"))
-                replace(RouteTableId=wide["main"], DestinationCidrBlock=wcidr, NetworkInterfaceId=wide["enis"][1])
+                point_main(1)
                 without, _ = invoke_cpu_ms(plain, h.cloudtrail_event(wide["main"], wcidr, wide["enis"][1],
                                                                      name="ReplaceRoute"))
                 if body.get("notice") == "published":

@@ -118,8 +118,9 @@ def main() -> int:
     if binary is None:
         return 2
     async_binary = args.async_bin or binary
-    if h.missing_binary_message(async_binary):
-        print(h.missing_binary_message(async_binary), file=sys.stderr)
+    missing = h.missing_binary_message(async_binary)
+    if missing:
+        print(missing, file=sys.stderr)
         return 2
     print(f"async column: {async_binary}\nqueue column: {binary}", flush=True)
     with h.moto_and_fault_proxy() as (moto_url, proxy_url):
