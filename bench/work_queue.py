@@ -60,6 +60,22 @@ def all_landed(moto_url: str, ids: dict, routes) -> bool:
     return all(now[t].get(cidr) == eni for t in ids["customs"] for cidr, eni in routes)
 
 
+def throttle_timeline(calls: list[dict]) -> str:
+    """Route write attempts and throttled ones per second from the first write, as
+    "attempts/throttled" cells: where a run's throttled attempts (their CPU) come from, the
+    first burst's herd or the pacing after it."""
+    writes = [c for c in calls if c["action"] in WRITES]
+    if not writes:
+        return ""
+    start = min(c["t"] for c in writes)
+    cells: dict[int, list[int]] = {}
+    for c in writes:
+        cell = cells.setdefault(int(c["t"] - start), [0, 0])
+        cell[0] += 1
+        cell[1] += bool(c["throttled"])
+    return " ".join(f"{a}/{t}" for _, (a, t) in sorted(cells.items()))
+
+
 def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str) -> dict:
     ids = h.build_vpc(moto_url, custom_tables=TABLES, enis=1)
     routes = h.write_main_routes(moto_url, ids, h.route_cidrs(ROUTES))
@@ -94,6 +110,7 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
         cpu = processes_cpu_ns(service.processes) - cpu_before
         c = control.calls()
         counts, throttled = c["counts"], c["throttled_counts"]
+        timeline = throttle_timeline(c["calls"])
         batches = ([inv.size for inv in sorted(service.invocations, key=lambda i: i.t_start)][2:]
                    if way == "queue" else None)  # the 2 warm-ups first
         return {
@@ -102,6 +119,7 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
             "writes": sum(counts.get(a, 0) for a in WRITES),
             "throttled": sum(throttled.get(a, 0) for a in WRITES),
             "notices": counts.get("Publish", 0), "cpu_ms": cpu / 1e6,
+            "timeline": timeline,
         }
     finally:
         service.close()
@@ -110,6 +128,8 @@ def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     h.add_mapping_args(ap, runs=3)
+    ap.add_argument("--timeline", action="store_true",
+                    help="print each run's write attempts and throttled ones, second by second")
     ap.add_argument("--async-bin", type=Path, help="the binary of the async column (default: the function binary)")
     args = ap.parse_args()
     globals()["BATCH_SIZE"] = args.batch_size
@@ -135,6 +155,8 @@ def main() -> int:
                 print(f"run {run + 1} {way:5}: wall {wall}, reads {r['reads']}, write attempts {r['writes']} "
                       f"({r['throttled']} throttled), notices {r['notices']}, CPU {r['cpu_ms']:.1f} ms"
                       + (f", batches {r['batches']}" if r["batches"] is not None else ""), flush=True)
+                if args.timeline:
+                    print(f"    writes/throttled a second: {r['timeline']}", flush=True)
         print("\n| measure | async (one event per invocation) | queue (batches, coalesced) |")
         print("|---|---|---|")
         for key, label, fmt in [("wall", "wall, first event to last route", "{:.2f} s"),
