@@ -23,12 +23,12 @@ use crate::fleet::Fleet;
 
 pub type AwsSyncer = Syncer<Ec2RouteTables, SnsNotifier>;
 
-/// Time kept back from the invocation's deadline to hand the rest on and publish the notice
-/// (each bounded by `after_the_deadline`, under half a second; the hand-offs go out at once)
-/// and return the report: a thirtieth of the time left, within these bounds (2 s of a 60 s
-/// invocation, 1 s of a 10 s one).
+/// Time kept back from the invocation's deadline to hand the rest on (`hand_off_timeouts`,
+/// 800 ms; the hand-offs go out at once), then publish the notice (`notice_timeouts`,
+/// 450 ms) and return the report: a thirtieth of the time left, within these bounds (2 s of
+/// a 60 s invocation, 1.5 s of a 10 s one).
 const DEADLINE_MARGIN_MAX: Duration = Duration::from_millis(2000);
-const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(1000);
+const DEADLINE_MARGIN_MIN: Duration = Duration::from_millis(1500);
 /// With deletes on, the ledger records the request's writes after them, possibly past the
 /// deadline, before the hand-off and the notice: each of its calls is bounded by this
 /// (`ledger_timeouts`), and the deadline keeps as much more.
@@ -37,7 +37,7 @@ const LEDGER_OPERATION_TIMEOUT: Duration = Duration::from_millis(700);
 /// The SDK configuration every client starts from. Stalled-stream protection is off: it
 /// wraps every response body in a throughput monitor with its own timers, and every call
 /// this function makes already has an attempt timeout (EC2 10 s, the calls after the
-/// deadline 400 ms) that ends a stalled answer sooner.
+/// deadline 400-600 ms) that ends a stalled answer sooner.
 async fn shared_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
         .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
@@ -72,7 +72,7 @@ pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer,
         (Some(queue_url), _) => {
             let sqs_config = aws_sdk_sqs::config::Builder::from(shared)
                 .retry_config(RetryConfig::standard().with_max_attempts(2))
-                .timeout_config(after_the_deadline())
+                .timeout_config(hand_off_timeouts())
                 .build();
             let client = aws_sdk_sqs::Client::from_conf(sqs_config);
             syncer.with_hand_off(Arc::new(SqsContinuation::new(client, queue_url.clone())))
@@ -80,7 +80,7 @@ pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer,
         (None, Ok(name)) if !name.is_empty() => {
             let lambda_config = aws_sdk_lambda::config::Builder::from(shared)
                 .retry_config(RetryConfig::standard().with_max_attempts(2))
-                .timeout_config(after_the_deadline())
+                .timeout_config(hand_off_timeouts())
                 .build();
             let client = aws_sdk_lambda::Client::from_conf(lambda_config);
             syncer.with_hand_off(Arc::new(LambdaHandOff::new(client, name)))
@@ -90,15 +90,31 @@ pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer,
     (syncer, region)
 }
 
-/// The calls made after the deadline (hand-offs, the notice) must end within the margin kept
-/// for them: each is bounded as a whole, retries included.
-fn after_the_deadline() -> TimeoutConfig {
+/// The calls made after the deadline must end within the margin kept for them: each is
+/// bounded as a whole, retries included. The hand-off carries the work that is left, so it
+/// gets the larger share: a lost one costs the record's redelivery after the visibility
+/// timeout (a minute or more), a lost notice only a log line. An attempt may take most of
+/// it (a slow answer is better waited for than sent again), and a quick failure (a reset
+/// connection) leaves room for a second.
+fn hand_off_timeouts() -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(300))
+        .operation_attempt_timeout(Duration::from_millis(600))
+        .operation_timeout(HAND_OFF_OPERATION_TIMEOUT)
+        .build()
+}
+
+/// The notice goes out after the hand-offs, in what is left of the margin.
+fn notice_timeouts() -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(300))
         .operation_attempt_timeout(Duration::from_millis(400))
-        .operation_timeout(Duration::from_millis(450))
+        .operation_timeout(NOTICE_OPERATION_TIMEOUT)
         .build()
 }
+
+const HAND_OFF_OPERATION_TIMEOUT: Duration = Duration::from_millis(800);
+const NOTICE_OPERATION_TIMEOUT: Duration = Duration::from_millis(450);
 
 /// As `build`, from an SDK configuration made elsewhere (tests point it at an emulator).
 pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<String>) {
@@ -106,7 +122,7 @@ pub fn build_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer, Option<Str
     let notifier = config.sns_topic_arn.clone().map(|topic| {
         let sns_config = aws_sdk_sns::config::Builder::from(shared)
             .retry_config(RetryConfig::standard().with_max_attempts(2))
-            .timeout_config(after_the_deadline())
+            .timeout_config(notice_timeouts())
             .build();
         SnsNotifier::new(aws_sdk_sns::Client::from_conf(sns_config), topic)
     });
@@ -243,10 +259,14 @@ mod tests {
         Config::from_pairs(vars).expect("a valid configuration")
     }
 
-    /// The calls after the deadline fit the margin: the hand-off and the notice (450 ms each)
-    /// in 1 s, and with the ledger its write (700 ms) besides, whatever the timeout.
+    /// The calls after the deadline fit the margin: the hand-off (800 ms) and the notice
+    /// (450 ms) in 1.5 s, and with the ledger its write (700 ms) besides, whatever the timeout.
     #[test]
     fn the_margin_keeps_room_for_every_call_after_the_deadline() {
+        assert!(
+            HAND_OFF_OPERATION_TIMEOUT + NOTICE_OPERATION_TIMEOUT + Duration::from_millis(200)
+                <= DEADLINE_MARGIN_MIN
+        );
         let plain = config(&[]);
         let with_ledger = config(&[
             ("SYNC_PROPAGATE_DELETES", "true"),
@@ -256,22 +276,22 @@ mod tests {
         assert!(with_ledger.ledger_table.is_some());
         let ten_s = Duration::from_secs(10);
         let sixty_s = Duration::from_secs(60);
-        assert_eq!(deadline_margin(ten_s, &plain), Duration::from_millis(1000));
+        assert_eq!(deadline_margin(ten_s, &plain), Duration::from_millis(1500));
         assert_eq!(
             deadline_margin(sixty_s, &plain),
             Duration::from_millis(2000)
         );
         assert_eq!(
             deadline_margin(ten_s, &with_ledger),
-            Duration::from_millis(1700)
+            Duration::from_millis(2200)
         );
         assert_eq!(
             deadline_margin(sixty_s, &with_ledger),
-            Duration::from_millis(2000)
+            Duration::from_millis(2200)
         );
         assert_eq!(
             deadline_margin(Duration::from_secs(900), &with_ledger),
-            Duration::from_millis(2000)
+            Duration::from_millis(2200)
         );
     }
 }
