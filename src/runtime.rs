@@ -97,19 +97,19 @@ pub fn build_for_lambda_with(config: &Config, shared: &SdkConfig) -> (AwsSyncer,
 /// it (a slow answer is better waited for than sent again), and a quick failure (a reset
 /// connection) leaves room for a second.
 fn hand_off_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_millis(300))
-        .operation_attempt_timeout(Duration::from_millis(600))
-        .operation_timeout(HAND_OFF_OPERATION_TIMEOUT)
-        .build()
+    bounded(Duration::from_millis(600), HAND_OFF_OPERATION_TIMEOUT)
 }
 
 /// The notice goes out after the hand-offs, in what is left of the margin.
 fn notice_timeouts() -> TimeoutConfig {
+    bounded(Duration::from_millis(400), NOTICE_OPERATION_TIMEOUT)
+}
+
+fn bounded(attempt: Duration, operation: Duration) -> TimeoutConfig {
     TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(300))
-        .operation_attempt_timeout(Duration::from_millis(400))
-        .operation_timeout(NOTICE_OPERATION_TIMEOUT)
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(operation)
         .build()
 }
 
@@ -182,11 +182,7 @@ fn ec2_route_tables(config: &Config, ec2_shared: &SdkConfig) -> Ec2RouteTables {
 /// the route writes, possibly past the deadline, so each call is bounded well inside the
 /// margin kept for the end of the invocation.
 fn ledger_timeouts() -> TimeoutConfig {
-    TimeoutConfig::builder()
-        .connect_timeout(Duration::from_millis(300))
-        .operation_attempt_timeout(Duration::from_millis(300))
-        .operation_timeout(LEDGER_OPERATION_TIMEOUT)
-        .build()
+    bounded(Duration::from_millis(300), LEDGER_OPERATION_TIMEOUT)
 }
 
 /// Epoch milliseconds `after` from now.
