@@ -33,12 +33,12 @@ def landed(moto_url: str, ids: dict, routes) -> int:
     return sum(now[t].get(cidr) == eni for t in ids["customs"] for cidr, eni in routes)
 
 
-def one_run(moto_url: str, proxy_url: str, control: h.Control, binary: Path, batch: int, window: float) -> dict:
+def one_run(moto_url: str, sqs_url: str, proxy_url: str, control: h.Control, binary: Path, batch: int, window: float) -> dict:
     ids = h.build_vpc(moto_url, custom_tables=TABLES)
     routes = h.write_main_routes(moto_url, ids, h.route_cidrs(ROUTES))
     control.reset()
     control.config(buckets=BUCKET, strict_routes=True)
-    q = h.create_work_queue(moto_url, visibility_timeout_s=60, max_receive_count=5)
+    q = h.create_work_queue(sqs_url, visibility_timeout_s=60, max_receive_count=5)
     esm = h.EventSourceMapping(proxy_url, q.url, binary=binary, max_concurrency=2, batch_size=batch,
                                batching_window_s=window, deadline_s=10.0)
     samples: list[tuple[float, int]] = []
@@ -85,11 +85,11 @@ def main() -> int:
     binary = h.bench_binary()
     if binary is None:
         return 2
-    with h.moto_and_fault_proxy() as (moto_url, proxy_url):
+    with h.moto_sqs_and_fault_proxy() as (moto_url, sqs_url, proxy_url):
         control = h.Control(proxy_url)
         walls = []
         for run in range(args.runs):
-            r = one_run(moto_url, proxy_url, control, binary, args.batch_size, args.window)
+            r = one_run(moto_url, sqs_url, proxy_url, control, binary, args.batch_size, args.window)
             wall = f"{r['wall']:.1f} s = {r['wall'] / FLOOR_S:.2f}x" if r["wall"] else "NOT ALL LANDED"
             if r["wall"]:
                 walls.append(r["wall"])

@@ -76,14 +76,14 @@ def throttle_timeline(calls: list[dict]) -> str:
     return " ".join(f"{a}/{t}" for _, (a, t) in sorted(cells.items()))
 
 
-def one_run(way: str, moto_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str) -> dict:
+def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str) -> dict:
     ids = h.build_vpc(moto_url, custom_tables=TABLES, enis=1)
     routes = h.write_main_routes(moto_url, ids, h.route_cidrs(ROUTES))
     env = {"SNS_TOPIC_ARN": topic}
     if way == "async":
         service = h.LambdaService(proxy_url, binary=binary, env=env, concurrency=2, timeout_s=60.0)
     else:
-        q = h.create_work_queue(moto_url, visibility_timeout_s=360)
+        q = h.create_work_queue(sqs_url, visibility_timeout_s=360)
         service = h.EventSourceMapping(proxy_url, q.url, binary=binary, env=env, max_concurrency=2,
                                        batch_size=BATCH_SIZE, batching_window_s=BATCHING_WINDOW_S, deadline_s=60.0)
     try:
@@ -143,13 +143,13 @@ def main() -> int:
         print(missing, file=sys.stderr)
         return 2
     print(f"async column: {async_binary}\nqueue column: {binary}", flush=True)
-    with h.moto_and_fault_proxy() as (moto_url, proxy_url):
+    with h.moto_sqs_and_fault_proxy() as (moto_url, sqs_url, proxy_url):
         control = h.Control(proxy_url)
         topic = h.create_topic(moto_url)
         results = {"async": [], "queue": []}
         for run in range(args.runs):
             for way in ("async", "queue"):  # interleaved, so that both see the same machine
-                r = one_run(way, moto_url, proxy_url, control, async_binary if way == "async" else binary, topic)
+                r = one_run(way, moto_url, sqs_url, proxy_url, control, async_binary if way == "async" else binary, topic)
                 results[way].append(r)
                 wall = f"{r['wall']:.2f} s ({r['wall'] / FLOOR_S:.2f}x)" if r["wall"] else "not all landed"
                 print(f"run {run + 1} {way:5}: wall {wall}, reads {r['reads']}, write attempts {r['writes']} "

@@ -1081,9 +1081,11 @@ def reset_moto(moto_url: str):
         r.read()
 
 
-def start_fault_proxy(upstream: str) -> tuple[subprocess.Popen, str]:
-    """tests/fault_proxy.py in front of `upstream` (same command as conftest.py)."""
-    proc = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", upstream, "--port", "0"],
+def start_fault_proxy(upstream: str, sqs_upstream: str | None = None) -> tuple[subprocess.Popen, str]:
+    """tests/fault_proxy.py in front of `upstream`, and of `sqs_upstream` for SQS if given
+    (same command as conftest.py)."""
+    sqs = ["--upstream-sqs", sqs_upstream] if sqs_upstream else []
+    proc = subprocess.Popen([sys.executable, str(FAULT_PROXY), "--upstream", upstream, *sqs, "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()
     if not line.startswith("listening on "):
@@ -1096,13 +1098,25 @@ def start_fault_proxy(upstream: str) -> tuple[subprocess.Popen, str]:
 def moto_and_fault_proxy():
     """For bench/ scripts: moto and the fault proxy in front of it, (moto_url, proxy_url),
     both stopped on the way out."""
+    with moto_sqs_and_fault_proxy() as (moto_url, _, proxy_url):
+        yield moto_url, proxy_url
+
+
+@contextlib.contextmanager
+def moto_sqs_and_fault_proxy():
+    """As `moto_and_fault_proxy`, with a second moto for SQS alone behind the same proxy (as
+    conftest.py's `sqs_url`; the work queue goes there): (moto_url, sqs_url, proxy_url)."""
     moto, moto_url = start_moto()
     try:
-        proxy, proxy_url = start_fault_proxy(moto_url)
+        sqs, sqs_url = start_moto()
         try:
-            yield moto_url, proxy_url
+            proxy, proxy_url = start_fault_proxy(moto_url, sqs_url)
+            try:
+                yield moto_url, sqs_url, proxy_url
+            finally:
+                stop_process(proxy)
         finally:
-            stop_process(proxy)
+            stop_process(sqs)
     finally:
         stop_process(moto)
 

@@ -38,8 +38,8 @@ def sync_routes_bin() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def moto_url():
+def a_moto():
+    """A moto server for the session; a missing moto fails the test, never skips it."""
     try:
         proc, url = h.start_moto()
     except FileNotFoundError as missing:
@@ -50,9 +50,23 @@ def moto_url():
         h.stop_process(proc)
 
 
-def start_proxy(moto_url: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
+@pytest.fixture(scope="session")
+def moto_url():
+    yield from a_moto()
+
+
+@pytest.fixture(scope="session")
+def sqs_url():
+    """A moto of its own for SQS (the work queue): real SQS does not slow down when EC2 is
+    busy, where one moto serving a write storm answered SendMessage in up to 0.65 s. The
+    fault proxy sends the function's SQS calls here."""
+    yield from a_moto()
+
+
+def start_proxy(moto_url: str, tmp_path: Path, sqs_url: str | None = None) -> tuple[subprocess.Popen, int]:
     port_file = tmp_path / "proxy.port"
-    proc = subprocess.Popen([sys.executable, str(PROXY), "--upstream", moto_url, "--port", "0",
+    sqs = ["--upstream-sqs", sqs_url] if sqs_url else []
+    proc = subprocess.Popen([sys.executable, str(PROXY), "--upstream", moto_url, *sqs, "--port", "0",
                              "--port-file", str(port_file)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = proc.stdout.readline().strip()  # "listening on PORT", flushed before serving
@@ -65,8 +79,8 @@ def start_proxy(moto_url: str, tmp_path: Path) -> tuple[subprocess.Popen, int]:
 
 
 @pytest.fixture(scope="session")
-def proxy_proc(moto_url, tmp_path_factory):
-    proc, port = start_proxy(moto_url, tmp_path_factory.mktemp("proxy"))
+def proxy_proc(moto_url, sqs_url, tmp_path_factory):
+    proc, port = start_proxy(moto_url, tmp_path_factory.mktemp("proxy"), sqs_url)
     try:
         yield proc, f"http://127.0.0.1:{port}"
     finally:

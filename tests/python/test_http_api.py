@@ -136,12 +136,12 @@ def test_the_original_clients_request_works_unchanged(fn, control, moto_url):
 
 
 def test_a_request_the_deadline_cuts_short_answers_202_and_the_rest_goes_on_the_queue(
-        proxy_url, control, moto_url, tmp_path):
+        proxy_url, control, moto_url, sqs_url, tmp_path):
     """API Gateway gives up at 29 s; the function answers by the sooner of its deadline and
     27 s. Here the deadline is 3 s and EC2's write bucket lets 2 writes through and 1 a
     second after: the answer is 202 with what was written and what was handed on, and the
     rest is on the work queue as one continuation."""
-    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name=h.REGION,
+    sqs = boto3.client("sqs", endpoint_url=sqs_url, region_name=h.REGION,
                        aws_access_key_id="test", aws_secret_access_key="test")
     queue_url = sqs.create_queue(QueueName=f"work-{uuid.uuid4().hex[:8]}")["QueueUrl"]
     binary = h.function_binary()

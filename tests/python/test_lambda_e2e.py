@@ -243,7 +243,7 @@ def _actions(statement: dict) -> list[str]:
     return [a] if isinstance(a, str) else list(a)
 
 
-def test_iam_policy_allows_exactly_what_the_function_calls(function, control, moto_url):
+def test_iam_policy_allows_exactly_what_the_function_calls(function, control, moto_url, sqs_url):
     if not TEMPLATE.is_file():
         pytest.fail(f"{TEMPLATE} is missing: run `cd cdk && npm run synth` first", pytrace=False)
     template = json.loads(TEMPLATE.read_text())
@@ -267,7 +267,7 @@ def test_iam_policy_allows_exactly_what_the_function_calls(function, control, mo
         OBSERVED.add((call["service"], call["action"]))
     # The hand-off: a write bucket too slow for the deadline leaves writes deferred, and the
     # function puts the rest back on its work queue (SYNC_QUEUE_URL, as the CDK app sets it).
-    sqs = boto3.client("sqs", endpoint_url=moto_url, region_name=h.REGION,
+    sqs = boto3.client("sqs", endpoint_url=sqs_url, region_name=h.REGION,
                        aws_access_key_id="test", aws_secret_access_key="test")
     queue_url = sqs.create_queue(QueueName="SyncRoutesWork")["QueueUrl"]
     fn.stop()
