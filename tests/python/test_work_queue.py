@@ -1,6 +1,6 @@
 """The work queue (issue 17), end to end: EventBridge -> SQS -> the event source mapping ->
 the real binary, with moto's real SQS (the queue and its dead-letter queue, RedrivePolicy
-maxReceiveCount 5) and tests/lambda_harness.py EventSourceMapping as the mapping
+maxReceiveCount 5, on a moto of its own, as SQS is a service of its own) and tests/lambda_harness.py EventSourceMapping as the mapping
 (MaximumConcurrency 2, BatchSize 10, no batching window, ReportBatchItemFailures: as the
 CDK app deploys it).
 
@@ -35,12 +35,12 @@ WRITES = ("CreateRoute", "ReplaceRoute")
 
 
 @pytest.fixture
-def mapping(sync_routes_bin, proxy_url, moto_url, tmp_path):
-    """Starts an EventSourceMapping on a fresh work queue (and DLQ) in moto; closes it after."""
+def mapping(sync_routes_bin, proxy_url, sqs_url, tmp_path):
+    """Starts an EventSourceMapping on a fresh work queue (and DLQ) in moto's SQS; closes it after."""
     started: list[h.EventSourceMapping] = []
 
     def start(visibility_timeout_s: int, **kwargs) -> h.EventSourceMapping:
-        q = h.create_work_queue(moto_url, visibility_timeout_s=visibility_timeout_s,
+        q = h.create_work_queue(sqs_url, visibility_timeout_s=visibility_timeout_s,
                                 max_receive_count=MAX_RECEIVE_COUNT)
         settings = {"max_concurrency": MAX_CONCURRENCY, "batch_size": BATCH_SIZE,
                     "batching_window_s": BATCHING_WINDOW_S, **kwargs}
@@ -275,5 +275,9 @@ def test_the_scaled_failover_through_the_queue_lands_completely(mapping, control
     assert missing_routes(moto_url, ids["vpc"], ids["customs"], routes) == [], summary(esm)
     assert esm.dlq_messages() == [] and esm.failed_invocations() == [], summary(esm)
     assert all(i.failures == [] for i in esm.invocations), summary(esm)
-    assert attempts - throttled == total, "every write lands exactly once"
+    # Landed, not attempted less throttled: a write the deadline cut off can still land (its
+    # request was in flight), after the continuation read the table; the continuation's
+    # CreateRoute is then refused RouteAlreadyExists and it re-reads (a "redecide").
+    landed = [c for c in calls["calls"] if c["action"] in WRITES and c["status"] == 200]
+    assert len(landed) == total, f"{len(landed)} writes landed: every write lands exactly once"
     assert wall <= 2.0 * floor, f"wall {wall:.1f} s > 2 x floor {floor:.0f} s"
