@@ -79,7 +79,10 @@ def test_a_failover_of_26_routes_x_40_tables_lands_completely(lambda_service, co
     assert synced(moto_url, ids, routes) == total, summary(service)
     assert service.failure_queue == [], summary(service)
     assert service.failed_invocations() == [], summary(service)
-    assert attempts - throttled == total, "every write lands exactly once"
+    # Landed, not attempted less throttled: a write the deadline cut off can land after the
+    # continuation read the table, whose CreateRoute is then refused RouteAlreadyExists.
+    landed = [c for c in calls["calls"] if c["action"] == "CreateRoute" and c["status"] == 200]
+    assert len(landed) == total, f"{len(landed)} writes landed: every write lands exactly once"
     assert wall <= 2.0 * floor, f"wall {wall:.1f} s > 2 x floor {floor:.0f} s"
 
 
