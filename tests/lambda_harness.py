@@ -1095,10 +1095,30 @@ def start_fault_proxy(upstream: str, sqs_upstream: str | None = None) -> tuple[s
 
 
 @contextlib.contextmanager
+def running_moto():
+    """`start_moto`, stopped on the way out: its URL."""
+    proc, url = start_moto()
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
+def running_fault_proxy(upstream: str, sqs_upstream: str | None = None):
+    """`start_fault_proxy`, stopped on the way out: its URL."""
+    proc, url = start_fault_proxy(upstream, sqs_upstream)
+    try:
+        yield url
+    finally:
+        stop_process(proc)
+
+
+@contextlib.contextmanager
 def moto_and_fault_proxy():
     """For bench/ scripts: moto and the fault proxy in front of it, (moto_url, proxy_url),
     both stopped on the way out."""
-    with moto_sqs_and_fault_proxy() as (moto_url, _, proxy_url):
+    with running_moto() as moto_url, running_fault_proxy(moto_url) as proxy_url:
         yield moto_url, proxy_url
 
 
@@ -1106,19 +1126,9 @@ def moto_and_fault_proxy():
 def moto_sqs_and_fault_proxy():
     """As `moto_and_fault_proxy`, with a second moto for SQS alone behind the same proxy (as
     conftest.py's `sqs_url`; the work queue goes there): (moto_url, sqs_url, proxy_url)."""
-    moto, moto_url = start_moto()
-    try:
-        sqs, sqs_url = start_moto()
-        try:
-            proxy, proxy_url = start_fault_proxy(moto_url, sqs_url)
-            try:
-                yield moto_url, sqs_url, proxy_url
-            finally:
-                stop_process(proxy)
-        finally:
-            stop_process(sqs)
-    finally:
-        stop_process(moto)
+    with running_moto() as moto_url, running_moto() as sqs_url, \
+            running_fault_proxy(moto_url, sqs_url) as proxy_url:
+        yield moto_url, sqs_url, proxy_url
 
 
 class Control:
