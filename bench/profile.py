@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import signal
 import subprocess
 import sys
 import time
@@ -27,13 +28,16 @@ import lambda_harness as h  # noqa: E402
 import work_queue as wq  # noqa: E402
 
 
-def top_symbols(data: Path, count: int) -> list[tuple[int, str]]:
-    """(samples, symbol) of the leaf frames, most first."""
+def leaf_symbols(data: Path) -> collections.Counter:
+    """Samples per symbol of the leaf frame."""
     out = subprocess.run(["perf", "script", "-i", str(data), "-F", "ip,sym", "-G"],
                          capture_output=True, text=True, check=True).stdout
-    symbols = collections.Counter(line.split(None, 1)[1].strip() if len(line.split(None, 1)) > 1 else "?"
-                                  for line in out.splitlines() if line.strip())
-    return [(n, s) for s, n in symbols.most_common(count)]
+    symbols = collections.Counter()
+    for line in out.splitlines():
+        ip, _, symbol = line.strip().partition(" ")
+        if ip:
+            symbols[symbol.strip() or "?"] += 1
+    return symbols
 
 
 def main() -> int:
@@ -50,29 +54,24 @@ def main() -> int:
         control = h.Control(proxy_url)
         topic = h.create_topic(moto_url)
         perf: list[subprocess.Popen] = []
-        reset = control.reset
 
-        def start_perf_then_reset():
-            # one_run resets the proxy's counts once both processes are warm: profile from there.
-            pids = subprocess.run(["pgrep", "-f", str(binary)], capture_output=True, text=True).stdout.split()
-            perf.append(subprocess.Popen(["perf", "record", "-F", str(args.frequency), "-p", ",".join(pids),
-                                          "-o", str(args.out)],
+        def start_perf(processes):
+            perf.append(subprocess.Popen(["perf", "record", "-F", str(args.frequency),
+                                          "-p", ",".join(str(p.pid) for p in processes), "-o", str(args.out)],
                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-            time.sleep(0.5)
-            reset()
+            time.sleep(0.5)  # perf attaches before the first event goes out
 
-        control.reset = start_perf_then_reset
-        result = wq.one_run(args.way, moto_url, sqs_url, proxy_url, control, binary, topic)
+        result = wq.one_run(args.way, moto_url, sqs_url, proxy_url, control, binary, topic, on_warm=start_perf)
         if not perf:
             print("the run never reached its measured part", file=sys.stderr)
             return 1
-        perf[0].send_signal(2)
+        perf[0].send_signal(signal.SIGINT)
         perf[0].wait()
     print({k: v for k, v in result.items() if k != "timeline"})
-    ranked = top_symbols(args.out, args.top)
-    total = sum(n for n, _ in top_symbols(args.out, 10**6))
+    symbols = leaf_symbols(args.out)
+    total = sum(symbols.values())
     print(f"\n{total} samples at {args.frequency}/s in {args.out}; the leaf symbols that took most:")
-    for n, symbol in ranked:
+    for symbol, n in symbols.most_common(args.top):
         print(f"{n:6d} {100 * n / max(total, 1):5.1f}%  {symbol[:140]}")
     return 0
 

@@ -76,7 +76,10 @@ def throttle_timeline(calls: list[dict]) -> str:
     return " ".join(f"{a}/{t}" for _, (a, t) in sorted(cells.items()))
 
 
-def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str) -> dict:
+def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str,
+            on_warm=None) -> dict:
+    """One customer case; `on_warm(processes)`, if given, is called once both processes are
+    warm, right before the measured part (bench/profile.py starts perf there)."""
     ids = h.build_vpc(moto_url, custom_tables=TABLES, enis=1)
     routes = h.write_main_routes(moto_url, ids, h.route_cidrs(ROUTES))
     env = {"SNS_TOPIC_ARN": topic}
@@ -94,6 +97,8 @@ def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Co
             service.submit(h.cloudtrail_event(warm["main"], wc, we))
         service.wait_idle(60)
         time.sleep(1.5)
+        if on_warm is not None:
+            on_warm([p for p in service.processes if p is not None])
         cpu_before = processes_cpu_ns(service.processes)
         control.reset()
         control.config(buckets=EC2_BUCKETS, strict_routes=True)
