@@ -18,7 +18,10 @@ its ratio to the bucket's floor ((104 - 50) / 5 = 10.8 s), DescribeRouteTables, 
 write attempts and throttled ones (the proxy's counts), SNS notices, and the function
 processes' CPU from the scheduler (/proc/PID/task/*/schedstat, nanoseconds).
 
-    .venv/bin/python bench/work_queue.py --runs 3 [--async-bin /tmp/bootstrap-8ac504a]
+`--unthrottled` adds a third column: the queue column again, behind buckets the case never
+empties, to tell what the work costs from what pacing behind the default bucket adds.
+
+    .venv/bin/python bench/work_queue.py --runs 3 [--unthrottled] [--async-bin /tmp/bootstrap-8ac504a]
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import lambda_harness as h  # noqa: E402
 
 EC2_BUCKETS = {"mutate": {"capacity": 50, "refill_per_sec": 5}, "read": {"capacity": 100, "refill_per_sec": 20}}
+# --unthrottled: buckets the case never empties, to split the queue column's CPU into what
+# the work costs and what pacing behind EC2's default bucket adds.
+UNTHROTTLED_BUCKETS = {"mutate": {"capacity": 100_000, "refill_per_sec": 10_000},
+                       "read": {"capacity": 100_000, "refill_per_sec": 10_000}}
 WRITES = ("CreateRoute", "ReplaceRoute")
 ROUTES, TABLES = 26, 4
 FLOOR_S = (ROUTES * TABLES - 50) / 5
@@ -77,7 +84,7 @@ def throttle_timeline(calls: list[dict]) -> str:
 
 
 def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str,
-            on_warm=None) -> dict:
+            on_warm=None, buckets=None) -> dict:
     """One customer case; `on_warm(processes)`, if given, is called once both processes are
     warm, right before the measured part (bench/profile.py starts perf there)."""
     ids = h.build_vpc(moto_url, custom_tables=TABLES, enis=1)
@@ -101,7 +108,7 @@ def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Co
             on_warm([p for p in service.processes if p is not None])
         cpu_before = processes_cpu_ns(service.processes)
         control.reset()
-        control.config(buckets=EC2_BUCKETS, strict_routes=True)
+        control.config(buckets=buckets or EC2_BUCKETS, strict_routes=True)
         t0 = time.perf_counter()
         for cidr, eni in routes:
             service.submit(h.cloudtrail_event(ids["main"], cidr, eni))
@@ -136,6 +143,8 @@ def main() -> int:
     ap.add_argument("--timeline", action="store_true",
                     help="print each run's write attempts and throttled ones, second by second")
     ap.add_argument("--async-bin", type=Path, help="the binary of the async column (default: the function binary)")
+    ap.add_argument("--unthrottled", action="store_true",
+                    help="also run the queue column behind buckets it never empties (column queue-unthrottled)")
     args = ap.parse_args()
     globals()["BATCH_SIZE"] = args.batch_size
     globals()["BATCHING_WINDOW_S"] = args.window
@@ -151,10 +160,13 @@ def main() -> int:
     with h.moto_sqs_and_fault_proxy() as (moto_url, sqs_url, proxy_url):
         control = h.Control(proxy_url)
         topic = h.create_topic(moto_url)
-        results = {"async": [], "queue": []}
+        ways = ("async", "queue") + (("queue-unthrottled",) if args.unthrottled else ())
+        results = {way: [] for way in ways}
         for run in range(args.runs):
-            for way in ("async", "queue"):  # interleaved, so that both see the same machine
-                r = one_run(way, moto_url, sqs_url, proxy_url, control, async_binary if way == "async" else binary, topic)
+            for way in ways:  # interleaved, so that all see the same machine
+                r = one_run(way.split("-")[0], moto_url, sqs_url, proxy_url, control,
+                            async_binary if way == "async" else binary, topic,
+                            buckets=UNTHROTTLED_BUCKETS if way == "queue-unthrottled" else None)
                 results[way].append(r)
                 wall = f"{r['wall']:.2f} s ({r['wall'] / FLOOR_S:.2f}x)" if r["wall"] else "not all landed"
                 print(f"run {run + 1} {way:5}: wall {wall}, reads {r['reads']}, write attempts {r['writes']} "
@@ -162,8 +174,9 @@ def main() -> int:
                       + (f", batches {r['batches']}" if r["batches"] is not None else ""), flush=True)
                 if args.timeline:
                     print(f"    writes/throttled a second: {r['timeline']}", flush=True)
-        print("\n| measure | async (one event per invocation) | queue (batches, coalesced) |")
-        print("|---|---|---|")
+        print("\n| measure | async (one event per invocation) | queue (batches, coalesced) |"
+              + (" queue, buckets never empty |" if args.unthrottled else ""))
+        print("|---|---|---|" + ("---|" if args.unthrottled else ""))
         for key, label, fmt in [("wall", "wall, first event to last route", "{:.2f} s"),
                                 ("reads", "DescribeRouteTables", "{:.0f}"),
                                 ("writes", "route write attempts", "{:.0f}"),
@@ -171,14 +184,14 @@ def main() -> int:
                                 ("notices", "SNS notices", "{:.0f}"),
                                 ("cpu_ms", "function CPU, both processes", "{:.1f} ms")]:
             cells = []
-            for way in ("async", "queue"):
+            for way in ways:
                 values = [r[key] for r in results[way] if r[key] is not None]
                 if not values:
                     cells.append("—")
                     continue
                 med = statistics.median(values)
                 cells.append(f"{fmt.format(med)} ({fmt.format(min(values))}–{fmt.format(max(values))})")
-            print(f"| {label} | {cells[0]} | {cells[1]} |")
+            print(f"| {label} | " + " | ".join(cells) + " |")
         print(f"\nfloor of the write bucket: {FLOOR_S:.1f} s; {args.runs} runs each, interleaved")
     return 0
 
