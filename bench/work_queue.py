@@ -40,6 +40,12 @@ EC2_BUCKETS = {"mutate": {"capacity": 50, "refill_per_sec": 5}, "read": {"capaci
 # the work costs and what pacing behind EC2's default bucket adds.
 UNTHROTTLED_BUCKETS = {"mutate": {"capacity": 100_000, "refill_per_sec": 10_000},
                        "read": {"capacity": 100_000, "refill_per_sec": 10_000}}
+# The table's columns: name -> (deployment for one_run, EC2 buckets, heading).
+COLUMNS = {
+    "async": ("async", EC2_BUCKETS, "async (one event per invocation)"),
+    "queue": ("queue", EC2_BUCKETS, "queue (batches, coalesced)"),
+    "queue-unthrottled": ("queue", UNTHROTTLED_BUCKETS, "queue, buckets never empty"),
+}
 WRITES = ("CreateRoute", "ReplaceRoute")
 ROUTES, TABLES = 26, 4
 FLOOR_S = (ROUTES * TABLES - 50) / 5
@@ -84,7 +90,7 @@ def throttle_timeline(calls: list[dict]) -> str:
 
 
 def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Control, binary: Path, topic: str,
-            on_warm=None, buckets=None) -> dict:
+            on_warm=None, buckets: dict = EC2_BUCKETS) -> dict:
     """One customer case; `on_warm(processes)`, if given, is called once both processes are
     warm, right before the measured part (bench/profile.py starts perf there)."""
     ids = h.build_vpc(moto_url, custom_tables=TABLES, enis=1)
@@ -108,7 +114,7 @@ def one_run(way: str, moto_url: str, sqs_url: str, proxy_url: str, control: h.Co
             on_warm([p for p in service.processes if p is not None])
         cpu_before = processes_cpu_ns(service.processes)
         control.reset()
-        control.config(buckets=buckets or EC2_BUCKETS, strict_routes=True)
+        control.config(buckets=buckets, strict_routes=True)
         t0 = time.perf_counter()
         for cidr, eni in routes:
             service.submit(h.cloudtrail_event(ids["main"], cidr, eni))
@@ -164,9 +170,9 @@ def main() -> int:
         results = {way: [] for way in ways}
         for run in range(args.runs):
             for way in ways:  # interleaved, so that all see the same machine
-                r = one_run(way.split("-")[0], moto_url, sqs_url, proxy_url, control,
-                            async_binary if way == "async" else binary, topic,
-                            buckets=UNTHROTTLED_BUCKETS if way == "queue-unthrottled" else None)
+                deployment, buckets, _ = COLUMNS[way]
+                r = one_run(deployment, moto_url, sqs_url, proxy_url, control,
+                            async_binary if deployment == "async" else binary, topic, buckets=buckets)
                 results[way].append(r)
                 wall = f"{r['wall']:.2f} s ({r['wall'] / FLOOR_S:.2f}x)" if r["wall"] else "not all landed"
                 print(f"run {run + 1} {way:5}: wall {wall}, reads {r['reads']}, write attempts {r['writes']} "
@@ -174,9 +180,8 @@ def main() -> int:
                       + (f", batches {r['batches']}" if r["batches"] is not None else ""), flush=True)
                 if args.timeline:
                     print(f"    writes/throttled a second: {r['timeline']}", flush=True)
-        print("\n| measure | async (one event per invocation) | queue (batches, coalesced) |"
-              + (" queue, buckets never empty |" if args.unthrottled else ""))
-        print("|---|---|---|" + ("---|" if args.unthrottled else ""))
+        print("\n| measure | " + " | ".join(COLUMNS[way][2] for way in ways) + " |")
+        print("|---|" + "---|" * len(ways))
         for key, label, fmt in [("wall", "wall, first event to last route", "{:.2f} s"),
                                 ("reads", "DescribeRouteTables", "{:.0f}"),
                                 ("writes", "route write attempts", "{:.0f}"),
