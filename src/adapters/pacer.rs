@@ -9,8 +9,9 @@
 //! So the process paces itself, AIMD style (as TCP does): unpaced until EC2 first says
 //! `RequestLimitExceeded`; then at most `rate` calls a second, each call at its moment
 //! (`wait_turn`), cut to 70% on a throttle (85% at or below EC2's default refill; at most
-//! once per `DECREASE_INTERVAL`, so that a herd of throttles from one burst counts once)
-//! and raised by `RATE_GAIN_PER_SECOND` each second of successes, or by
+//! once per `DECREASE_INTERVAL`, so that a herd of throttles from one burst counts once),
+//! or down to the calls that landed in the last second if fewer (never below half), and
+//! raised by `RATE_GAIN_PER_SECOND` each second of successes, or by
 //! `RELATIVE_GAIN_PER_SECOND` of what the rate is above EC2's default refill besides,
 //! until it is unpaced again. A throttle soon after that resumes below the rate that was
 //! just too fast (`RESUME_WITHIN`).
@@ -21,6 +22,7 @@
 //! Processes pacing this way share the bucket's refill between them without talking to
 //! each other, and hover just under it.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -64,6 +66,11 @@ const SLOW_START_GROWTH_PER_SECOND: f64 = 4.0;
 /// 20 tokens ran out, so every 4 s the process went unpaced, was throttled and started
 /// again from 2/s.)
 const RESUME_WITHIN: Duration = Duration::from_secs(10);
+/// A cut goes no lower than this share of the rate, however few calls landed: a process with
+/// little to send lands little, which says nothing about the bucket.
+const DEEPEST_CUT: f64 = 0.5;
+/// Successes remembered for the delivered rate: more than a second's worth at `UNPACED_RATE`.
+const SUCCESSES_REMEMBERED: usize = 128;
 
 #[derive(Debug, Default)]
 pub struct Pacer {
@@ -84,6 +91,11 @@ struct State {
     slow_start: Option<(Instant, f64)>,
     /// When pacing last stopped (at `UNPACED_RATE`).
     unpaced_since: Option<Instant>,
+    /// When pacing last began: the delivered rate means something a `DECREASE_INTERVAL` on.
+    paced_since: Option<Instant>,
+    /// When calls succeeded, the last `DECREASE_INTERVAL`'s worth (at most
+    /// `SUCCESSES_REMEMBERED`): what this process lands of the bucket's refill.
+    successes: VecDeque<Instant>,
 }
 
 /// What the caller at the head of the queue may do now.
@@ -164,14 +176,29 @@ impl Pacer {
             .unpaced_since
             .filter(|since| now.duration_since(*since) < RESUME_WITHIN)
             .map(|_| UNPACED_RATE * DECREASE_FACTOR);
+        let delivered = state.delivered_rate(now);
         let rate = match (state.rate, resumed) {
-            (Some(rate), _) if rate <= DEFAULT_REFILL => {
-                (rate * DECREASE_FACTOR_AT_DEFAULT).max(MIN_RATE)
+            (Some(rate), _) => {
+                let factor = if rate <= DEFAULT_REFILL {
+                    DECREASE_FACTOR_AT_DEFAULT
+                } else {
+                    DECREASE_FACTOR
+                };
+                // Down to what landed in the last second, if that is lower: sharing a bucket
+                // that is kept empty, the gap between the rate and what lands is what the
+                // bucket throttles. (The customer case, two processes at EC2's default
+                // refill: cut by the factor alone they sent 8-9 calls a second together into
+                // a refill of 5, 23-30 throttled in 3 runs; with this, 12-25. Issue 13's
+                // scaled failover: 1.02-1.04x the floor, 100-116 throttled, against 143-150.)
+                let cut = delivered.map_or(rate * factor, |d| (rate * factor).min(d));
+                cut.max(rate * DEEPEST_CUT).max(MIN_RATE)
             }
-            (Some(rate), _) => (rate * DECREASE_FACTOR).max(MIN_RATE),
             (None, Some(resumed)) => resumed,
             (None, None) => RATE_AFTER_THROTTLE,
         };
+        if state.rate.is_none() {
+            state.paced_since = Some(now);
+        }
         state.slow_start = (state.rate.is_none() && resumed.is_none()).then_some((now, rate));
         state.rate = Some(rate);
         // The next call waits a slot at the new rate, whenever the last one went.
@@ -180,6 +207,12 @@ impl Pacer {
 
     pub fn on_success(&self) {
         let mut state = self.lock();
+        let now = Instant::now();
+        state.forget_successes_before(now);
+        if state.successes.len() == SUCCESSES_REMEMBERED {
+            state.successes.pop_front();
+        }
+        state.successes.push_back(now);
         if let Some(rate) = state.rate {
             // Each success adds the gain a second divided by the calls a second.
             let raised = match state.slow_start {
@@ -218,6 +251,29 @@ impl Pacer {
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is three plain values, consistent after every statement.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl State {
+    fn forget_successes_before(&mut self, now: Instant) {
+        while self
+            .successes
+            .front()
+            .is_some_and(|at| now.duration_since(*at) >= DECREASE_INTERVAL)
+        {
+            self.successes.pop_front();
+        }
+    }
+
+    /// Calls a second that succeeded over the last `DECREASE_INTERVAL`, once pacing has run
+    /// that long (before, the window holds the unpaced burst or too little).
+    fn delivered_rate(&mut self, now: Instant) -> Option<f64> {
+        let since = self.paced_since?;
+        if self.rate.is_none() || now.duration_since(since) < DECREASE_INTERVAL {
+            return None;
+        }
+        self.forget_successes_before(now);
+        Some(self.successes.len() as f64 / DECREASE_INTERVAL.as_secs_f64())
     }
 }
 
@@ -389,6 +445,56 @@ mod tests {
         pacer.on_throttled();
         assert!((pacer.rate().expect("paced") - RATE_AFTER_THROTTLE).abs() < 1e-9);
         pacer
+    }
+
+    /// A process throttled while paced for a second or more: cut by the factor, or down to
+    /// the calls that landed in the last second if fewer, but never below half its rate.
+    #[test]
+    fn a_cut_goes_down_to_what_landed_in_the_last_second() {
+        let cut_with = |landed: usize, paced_for: Duration| {
+            let pacer = Pacer::default();
+            let now = Instant::now();
+            {
+                let mut state = pacer.lock();
+                state.rate = Some(4.0);
+                state.paced_since = Some(now - paced_for);
+                state.last_decrease = Some(now - DECREASE_INTERVAL);
+                // Landed within the last second, and one before it that no longer counts.
+                state
+                    .successes
+                    .push_back(now - DECREASE_INTERVAL - Duration::from_millis(1));
+                state
+                    .successes
+                    .extend((0..landed).map(|_| now - Duration::from_millis(500)));
+            }
+            pacer.on_throttled();
+            pacer.rate().expect("paced")
+        };
+        let long_enough = Duration::from_secs(5);
+        let near = |rate: f64, expected: f64| (rate - expected).abs() < 1e-9;
+        // 10 landed: the factor's cut, 4 * 0.85.
+        assert!(near(
+            cut_with(10, long_enough),
+            4.0 * DECREASE_FACTOR_AT_DEFAULT
+        ));
+        // 3 landed of 4 a second: down to 3.
+        assert!(near(cut_with(3, long_enough), 3.0));
+        // None landed: half the rate, no lower.
+        assert!(near(cut_with(0, long_enough), 4.0 * DEEPEST_CUT));
+        // Paced for less than a second: the window says nothing yet, the factor's cut.
+        assert!(near(
+            cut_with(0, Duration::from_millis(300)),
+            4.0 * DECREASE_FACTOR_AT_DEFAULT
+        ));
+    }
+
+    #[test]
+    fn the_successes_remembered_are_bounded() {
+        let pacer = Pacer::default();
+        for _ in 0..SUCCESSES_REMEMBERED * 2 {
+            pacer.on_success();
+        }
+        assert_eq!(pacer.lock().successes.len(), SUCCESSES_REMEMBERED);
     }
 
     #[test]
